@@ -1,0 +1,36 @@
+# neurovit — the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.neurovit-installed
+DEMO_DIR ?= demo_out
+
+.PHONY: install test test-fast demo lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first: on these machines they come from local disk (no multi-GB download)
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: install
+	$(VENV)/bin/neurovit synth @experiments/synth_demo.args --out $(DEMO_DIR)/data --overwrite
+
+lint: install
+	$(PY) -m ruff check neurovit tests
+
+bench: install
+	$(PY) -m neurovit.benchmarks.render
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,46 @@
+"""Figures people look at: maximum-intensity projections of images, masks and predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def mip(volume: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Maximum-intensity projection of a (Z, Y, X) volume along `axis` (0 = along z)."""
+    return np.asarray(volume).max(axis=axis)
+
+
+def robust_normalise(image: np.ndarray, lo: float = 1.0, hi: float = 99.8) -> np.ndarray:
+    """Scale to [0, 1] between the lo/hi percentiles (display only)."""
+    a = np.asarray(image, dtype=np.float32)
+    p0, p1 = np.percentile(a, [lo, hi])
+    return np.clip((a - p0) / max(float(p1 - p0), 1e-6), 0, 1)
+
+
+def save_preview(items: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, dpi: int = 110) -> Path:
+    """PNG with one row per (name, image, mask): image MIP, mask MIP, and overlay side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    rows = max(1, len(items))
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for r, (name, image, mask) in enumerate(items):
+        img = robust_normalise(mip(image))
+        msk = mip(mask) > 0
+        overlay = np.stack([img, img, img], axis=-1)
+        overlay[msk] = 0.45 * overlay[msk] + 0.55 * np.array([1.0, 0.2, 0.2])
+        for ax, data, title in zip(axes[r], (img, msk, overlay), ("image (MIP)", "mask (MIP)", "overlay")):
+            ax.imshow(data, cmap="gray" if data.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(f"{name}: {title}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny SWC trees written by the tests, and the optional real morphologies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_MORPHOLOGIES = Path(__file__).resolve().parents[1].parent / "shared" / "morphologies"
+
+# A soma, a fork and three branches; ids start at 10 with gaps, parents listed after children.
+TINY_SWC = """\
+# a tiny test neuron
+##n,type,x,y,z,radius,parent
+13 3 6.0 2.0 1.0 0.5 12
+10 1 2.0 2.0 1.0 1.5 -1
+12 3 4.0 2.0 1.0 0.6 10
+15 3 6.0 4.0 1.0 0.4 13
+16 3 8.0 1.0 1.0 0.4 13
+20 2 0.0 2.0 1.0 0.5 10
+"""
+
+
+@pytest.fixture
+def tiny_swc(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.swc"
+    path.write_text(TINY_SWC)
+    return path
+
+
+@pytest.fixture
+def write_swc_text(tmp_path: Path):
+    """Write SWC text to a file and return its path."""
+    def write(text: str, name: str = "test.swc") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return write
+
+
+@pytest.fixture
+def shared_morphologies() -> Path:
+    if not SHARED_MORPHOLOGIES.is_dir() or not any(SHARED_MORPHOLOGIES.glob("*.swc")):
+        pytest.skip("../shared/morphologies is not available")
+    return SHARED_MORPHOLOGIES
