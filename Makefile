@@ -23,14 +23,23 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+NEUROVIT := $(VENV)/bin/neurovit
+
+# synthesise data → train the tiny demo model on CPU → score its validation predictions → non-learned baseline
 demo: install
-	$(VENV)/bin/neurovit synth @experiments/synth_demo.args --out $(DEMO_DIR)/data --overwrite
+	$(NEUROVIT) synth @experiments/synth_demo.args --out $(DEMO_DIR)/data --overwrite
+	$(NEUROVIT) fit --config experiments/base.yaml --config experiments/demo.yaml \
+		--data.data_dir $(DEMO_DIR)/data --trainer.default_root_dir $(DEMO_DIR)/run
+	$(NEUROVIT) evaluate --pred $(DEMO_DIR)/run/predictions --gold $(DEMO_DIR)/data --out $(DEMO_DIR)/run/evaluation
+	$(NEUROVIT) baseline --data $(DEMO_DIR)/data --split val
 
 lint: install
 	$(PY) -m ruff check neurovit tests
 
 bench: install
 	$(PY) -m neurovit.benchmarks.render
+	$(PY) -m neurovit.benchmarks.model_stats
+	$(PY) -m neurovit.benchmarks.trace
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

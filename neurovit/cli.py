@@ -3,6 +3,10 @@
     neurovit synth   --out DIR [...]            synthetic microscopy dataset (procedural or from SWC files)
     neurovit render  --swc F --out MASK.tif     ground-truth mask of an SWC file
     neurovit info    F.swc [...]                node/branch/length counts of SWC files
+    neurovit evaluate --pred DIR --gold DIR     voxel and reconstruction metrics, CSV/JSON tables
+    neurovit baseline --data DIR                Frangi + Otsu masks and their Dice (non-learned reference)
+    neurovit fit|validate|test|predict --config experiments/X.yaml [--key value ...]
+                                                train / evaluate with LightningCLI (see `neurovit fit --help`)
 """
 
 from __future__ import annotations
@@ -136,6 +140,68 @@ class _FileArgsParser(argparse.ArgumentParser):
         return line.split()
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score predictions against ground truth (voxel + reconstruction metrics)",
+                       description="Match prediction TIFFs/SWCs to ground truth by file name; compute Dice, "
+                       "clDice, precision, recall, ESA/DSA/PDS and node P/R/F1; write metrics.csv/json.")
+    p.add_argument("--pred", required=True, type=Path, help="folder of NAME.tif probabilities/masks (+ NAME.swc)")
+    p.add_argument("--gold", required=True, type=Path, help="dataset folder (labels/, swc/) or folder of TIFF/SWC")
+    p.add_argument("--out", type=Path, default=None, help="where to write the tables (default: --pred)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--dist-threshold", type=float, default=2.0, help="DSA/PDS/node distance (default 2)")
+    p.add_argument("--units", choices=("voxel", "um"), default="voxel", help="distance units of the metrics")
+    p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("VZ", "VY", "VX"))
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import warnings
+
+    from neurovit.evaluate import evaluate_folders, format_summary
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # missing files are listed in the summary instead
+        result = evaluate_folders(args.pred, args.gold, args.out or args.pred, threshold=args.threshold,
+                                  voxel_size=args.voxel_size, dist_threshold=args.dist_threshold,
+                                  metric_units=args.units, progress=True)
+    print(format_summary(result))
+    return 0
+
+
+def _add_baseline(sub) -> None:
+    p = sub.add_parser("baseline", help="non-learned Frangi + Otsu segmentation of a dataset split, with Dice",
+                       description="Segment the volumes of one split with Gaussian smoothing + 3D Frangi "
+                       "vesselness + Otsu threshold, write the masks, and print their Dice against the labels.")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--out", type=Path, default=None, help="folder for NAME.tif masks (default: not written)")
+    p.set_defaults(func=_run_baseline)
+
+
+def _run_baseline(args) -> int:
+    import numpy as np
+
+    from neurovit.baselines import frangi_otsu
+    from neurovit.data.folder import ensure_label, open_dataset
+    from neurovit.data.tiff import read_stack, write_stack
+    from neurovit.metrics import dice
+
+    ds = open_dataset(args.data)
+    records = ds.volumes(args.split)
+    if not records:
+        print(f"neurovit baseline: {args.data} has no {args.split} volumes", file=sys.stderr)
+        return 2
+    scores = []
+    for r in records:
+        mask = frangi_otsu(read_stack(r.image))
+        scores.append(dice(mask, read_stack(ensure_label(r, ds)) > 0))
+        if args.out is not None:
+            write_stack(args.out / f"{r.name}.tif", mask.astype(np.uint8), voxel_size=ds.voxel_size)
+        print(f"{r.name}: Frangi + Otsu Dice {scores[-1]:.4f}")
+    print(f"Frangi + Otsu baseline, {args.split} split: mean Dice {np.mean(scores):.4f} over {len(scores)} volumes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from neurovit import __version__
 
@@ -145,13 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neurovit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub._parser_class = _FileArgsParser
-    for add in (_add_synth, _add_render, _add_info):
+    for add in (_add_synth, _add_render, _add_info, _add_evaluate, _add_baseline):
         add(sub)
+    for cmd, what in zip(LIGHTNING_COMMANDS, ("train a model", "validate a checkpoint on the val volumes",
+                                               "test a checkpoint on the test volumes", "predict test volumes")):
+        sub.add_parser(cmd, help=f"{what} (LightningCLI; `neurovit {cmd} --help` lists every option)", add_help=False)
     return parser
+
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; input errors print one clear line (exit 2) instead of a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from neurovit.lit.cli import run
+
+        try:
+            return run(argv)
+        except NeurovitError as exc:
+            print(f"neurovit {argv[0]}: error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

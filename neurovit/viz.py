@@ -44,3 +44,18 @@ def save_preview(items: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def overlay_panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """RGB uint8 panel of z-MIPs side by side: image | truth (green) | prediction (magenta) over the image."""
+    img = robust_normalise(mip(image))
+    grey = np.stack([img, img, img], axis=-1)
+
+    def tint(mask, colour):
+        out = grey.copy()
+        m = mip(mask) > 0
+        out[m] = 0.35 * out[m] + 0.65 * np.asarray(colour)
+        return out
+
+    panel = np.concatenate([grey, tint(truth, (0.1, 1.0, 0.1)), tint(pred, (1.0, 0.1, 1.0))], axis=1)
+    return (np.clip(panel, 0, 1) * 255).astype(np.uint8)

@@ -118,9 +118,12 @@ def test_resample_subdivides_edges_and_keeps_geometry(tiny_swc):
     # original nodes are all still there
     for p in m.xyz:
         assert np.min(np.linalg.norm(r.xyz - p, axis=1)) < 1e-9
-    # interpolated radius halfway along 10(r=1.5) -> 12(r=0.6): 1.05
+    # interpolated radius halfway along 12(r=0.6) -> 13(r=0.5): 0.55
+    mid = np.argmin(np.linalg.norm(r.xyz - [5.0, 2.0, 1.0], axis=1))
+    assert r.radius[mid] == pytest.approx(0.55)
+    # ... but a neurite leaving the soma 10(r=1.5) -> 12(r=0.6) keeps its own radius, as rendered
     mid = np.argmin(np.linalg.norm(r.xyz - [3.0, 2.0, 1.0], axis=1))
-    assert r.radius[mid] == pytest.approx(1.05)
+    assert r.radius[mid] == pytest.approx(0.6)
 
 
 def test_crop_ends_edges_on_the_box_face():

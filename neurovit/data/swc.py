@@ -200,6 +200,7 @@ class Morphology:
         """Subdivide every edge longer than `spacing` into equal pieces no longer than `spacing`.
 
         New nodes interpolate position and radius linearly and take the child's type; existing nodes stay.
+        On edges leaving a soma the new nodes keep the child's radius (the neurite's own calibre).
         """
         if spacing <= 0:
             raise ValueError(f"resample spacing must be positive, got {spacing}")
@@ -229,7 +230,10 @@ class Morphology:
             pa = self.parent[node]
             pos = new_pos[node] - np.repeat(counts, counts) + k - 1
             xyz[pos] = self.xyz[pa] + t[:, None] * (self.xyz[node] - self.xyz[pa])
-            rad[pos] = self.radius[pa] + t * (self.radius[node] - self.radius[pa])
+            # a neurite leaves a soma with its own radius (as the renderer draws it), not a cone
+            r_start = np.where((self.types[pa] == SOMA) & (self.types[node] != SOMA), self.radius[node],
+                               self.radius[pa])
+            rad[pos] = r_start + t * (self.radius[node] - r_start)
             typ[pos] = self.types[node]
             par[pos] = np.where(k == 1, new_pos[pa], pos - 1)
         return Morphology(xyz, rad, typ, par, units=self.units, source=self.source, header=list(self.header))

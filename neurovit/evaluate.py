@@ -1,0 +1,318 @@
+"""Score a folder of predictions against ground truth: voxel metrics and reconstruction metrics per volume.
+
+Layout. The prediction folder holds ``NAME.tif`` (probability or mask, thresholded at `threshold`) and
+optionally a traced ``NAME.swc``; without an SWC the TIFF is traced with `neurovit.trace.trace` (written
+to ``out_dir/traced/NAME.swc`` when `out_dir` is given). The ground-truth folder is either a dataset
+folder (``labels/NAME.tif``, ``swc/NAME.swc``, ``dataset.yaml``; ``images/`` is ignored) or a plain
+folder of ``NAME.tif`` masks and ``NAME.swc`` trees; the same two layouts are accepted for predictions.
+Files are matched by name stem. A gold SWC without a gold mask gets its mask rendered (`render_mask`).
+
+SWC files are taken to be in voxel units of their image (the neurovit convention) unless their header
+says ``# units: um``. Distances (ESA, DSA, node F1 threshold) are in voxels by default; with
+``metric_units="um"`` they are in µm, using the voxel size (argument, else ``dataset.yaml``, else the TIFF
+metadata, else (1, 1, 1)).
+
+Reporting. Names present on one side only are listed (and warned about); a volume whose prediction and
+ground truth disagree in shape, or whose files cannot be read, is skipped and listed under `problems`.
+When no volume can be scored a `NeurovitError` names what was found on each side.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neurovit.data.swc import Morphology, read_swc
+from neurovit.errors import NeurovitError
+
+__all__ = ["EvaluationResult", "METRICS", "evaluate_folders", "format_summary"]
+
+METRICS = ("dice", "cldice", "precision", "recall", "esa", "dsa", "pds", "node_precision", "node_recall",
+           "node_f1")
+INFO = ("pred_nodes", "gold_nodes", "pred_trees", "pred_swc", "gold_mask", "seconds")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-volume rows, mean ± std summary per metric, and what could not be matched or scored."""
+
+    rows: list[dict]
+    summary: dict[str, dict[str, float]]
+    missing_pred: list[str] = field(default_factory=list)  # ground truth without a prediction
+    missing_gold: list[str] = field(default_factory=list)  # predictions without ground truth
+    problems: list[str] = field(default_factory=list)  # "NAME: why it was skipped"
+    settings: dict = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "summary": self.summary, "rows": self.rows,
+                "missing_pred": self.missing_pred, "missing_gold": self.missing_gold, "problems": self.problems}
+
+
+# --------------------------------------------------------------------------- discovery
+def _stems(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    if folder.is_dir():
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith("."):
+                out.setdefault(f.name[: -len(f.suffix)], f)
+    return out
+
+
+def _index(folder: Path, what: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(name → mask/probability TIFF, name → SWC) of a plain or dataset-layout folder."""
+    if not folder.is_dir():
+        raise NeurovitError(f"{what} folder {folder} does not exist")
+    tif_dir = folder / "labels" if (folder / "labels").is_dir() else folder
+    swc_dir = folder / "swc" if (folder / "swc").is_dir() else folder
+    tifs, swcs = _stems(tif_dir, TIFF_SUFFIXES), _stems(swc_dir, (".swc",))
+    if not tifs and not swcs:
+        raise NeurovitError(f"{what} folder {folder} has no *.tif or *.swc files (looked in {tif_dir}"
+                            f"{'' if swc_dir == tif_dir else f' and {swc_dir}'})")
+    return tifs, swcs
+
+
+def _voxel_size(voxel_size, gold: Path, tifs: list[Path]) -> tuple[tuple[float, float, float], str]:
+    """(voxel size z, y, x, where it came from): argument, dataset.yaml, TIFF metadata, else (1, 1, 1)."""
+    if voxel_size is not None:
+        v = tuple(float(x) for x in voxel_size)
+        if len(v) != 3 or min(v) <= 0:
+            raise NeurovitError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size!r}")
+        return v, "argument"  # type: ignore[return-value]
+    meta = gold / "dataset.yaml"
+    if meta.is_file():
+        import yaml
+
+        try:
+            vs = (yaml.safe_load(meta.read_text()) or {}).get("voxel_size_zyx_um")
+        except yaml.YAMLError:
+            vs = None
+        if vs is not None and len(vs) == 3:
+            return tuple(float(x) for x in vs), str(meta)  # type: ignore[return-value]
+    from neurovit.data.tiff import read_voxel_size
+
+    for f in tifs[:1]:
+        vs = read_voxel_size(f)
+        if vs is not None:
+            return tuple(float(x) for x in vs), str(f)  # type: ignore[return-value]
+    return (1.0, 1.0, 1.0), "default"
+
+
+# --------------------------------------------------------------------------- reading
+def _read_tree(path: Path) -> Morphology:
+    """SWC in voxel units unless its header says ``units: um``; a header-only file is an empty tree."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    units = "voxel"
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#") and text.lstrip("# ").lower().startswith("units:"):
+            units = "um" if text.split(":", 1)[1].strip().lower().startswith(("um", "µm", "micro")) else "voxel"
+    if not any(t.strip() and not t.lstrip().startswith("#") for t in lines):
+        return Morphology(np.empty((0, 3)), np.empty(0), np.empty(0, dtype=np.int64),
+                          np.empty(0, dtype=np.int64), units=units, source=str(path))
+    return read_swc(path, units=units)
+
+
+def _to_units(m: Morphology, units: str, voxel_size) -> Morphology:
+    return m.to_um(voxel_size) if units == "um" else m.to_voxels(voxel_size)
+
+
+def _read_volume(path: Path) -> np.ndarray:
+    from neurovit.data.tiff import read_stack
+
+    return np.asarray(read_stack(path, mmap=False))
+
+
+# --------------------------------------------------------------------------- one volume
+@dataclass
+class _Sources:
+    pred_tif: Path | None
+    pred_swc: Path | None
+    gold_tif: Path | None
+    gold_swc: Path | None
+
+
+def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dist_threshold: float,
+                  metric_units: str, trace_kwargs: dict, traced_dir: Path | None) -> dict:
+    """One row of metrics (NaN where an input is missing); raises NeurovitError to skip the volume."""
+    from neurovit.data.render import render_mask
+    from neurovit.metrics import reconstruction_scores, voxel_scores
+    from neurovit.trace import binarize, trace, trace_to_swc
+
+    t0 = time.perf_counter()
+    row: dict = {"name": name, **dict.fromkeys(METRICS, math.nan), "pred_nodes": 0, "gold_nodes": 0,
+                 "pred_trees": 0, "pred_swc": "-", "gold_mask": "-"}
+    pred_vol = _read_volume(src.pred_tif) if src.pred_tif else None
+    gold_vol = _read_volume(src.gold_tif) if src.gold_tif else None
+    if pred_vol is not None and pred_vol.ndim != 3:
+        raise NeurovitError(f"prediction {src.pred_tif.name} is not a 3D stack (shape {pred_vol.shape})")
+    if pred_vol is not None and gold_vol is not None and pred_vol.shape != gold_vol.shape:
+        raise NeurovitError(f"shape mismatch: prediction {src.pred_tif.name} is {pred_vol.shape} (z, y, x), "
+                            f"ground truth {src.gold_tif.name} is {gold_vol.shape}")
+    gold_tree = _read_tree(src.gold_swc) if src.gold_swc else None
+    if gold_vol is not None:
+        row["gold_mask"] = "file"
+    elif gold_tree is not None and pred_vol is not None:
+        gold_vol = render_mask(gold_tree, pred_vol.shape, voxel_size)
+        row["gold_mask"] = "rendered"
+    if pred_vol is not None:
+        pred_mask = binarize(pred_vol, threshold)
+        if gold_vol is not None:
+            row.update(voxel_scores(pred_mask, gold_vol != 0))
+    if src.pred_swc is not None:
+        pred_tree, row["pred_swc"] = _read_tree(src.pred_swc), "file"
+    elif pred_vol is not None:
+        kw = {"threshold": threshold, "voxel_size": voxel_size, "source": str(src.pred_tif), **trace_kwargs}
+        pred_tree = (trace_to_swc(pred_vol, traced_dir / f"{name}.swc", **kw) if traced_dir is not None
+                     else trace(pred_vol, **kw))
+        row["pred_swc"] = "traced"
+    else:
+        pred_tree = None
+    if pred_tree is not None and gold_tree is not None:
+        p, g = _to_units(pred_tree, metric_units, voxel_size), _to_units(gold_tree, metric_units, voxel_size)
+        scores = reconstruction_scores(p, g, threshold=dist_threshold)
+        row.update({k: scores[k] for k in METRICS if k in scores})
+    if pred_tree is not None:
+        row["pred_nodes"], row["pred_trees"] = len(pred_tree), len(pred_tree.roots)
+    if gold_tree is not None:
+        row["gold_nodes"] = len(gold_tree)
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+# --------------------------------------------------------------------------- summary and output
+def summarize(rows: list[dict], metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
+    """mean, std (sample, ddof = 1; 0 for one value) and n over the finite values of each metric."""
+    out = {}
+    for k in metrics:
+        vals = np.array([r[k] for r in rows if r.get(k) is not None and np.isfinite(r[k])], dtype=np.float64)
+        n = len(vals)
+        out[k] = {"mean": float(vals.mean()) if n else math.nan,
+                  "std": float(vals.std(ddof=1)) if n > 1 else (0.0 if n else math.nan), "n": n}
+    return out
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _write_tables(result: EvaluationResult, out_dir: Path) -> dict[str, str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
+    columns = ["name", *METRICS, *INFO]
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in result.rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    json_path.write_text(json.dumps(_json_safe(result.to_json()), indent=2) + "\n", encoding="utf-8")
+    return {"csv": str(csv_path), "json": str(json_path)}
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def evaluate_folders(pred_dir: str | Path, gold_dir: str | Path, out_dir: str | Path | None = None, *,
+                     threshold: float = 0.5, voxel_size: Sequence[float] | None = None,
+                     dist_threshold: float = 2.0, metric_units: str = "voxel",
+                     trace_kwargs: dict | None = None, progress: bool = False) -> EvaluationResult:
+    """Match predictions to ground truth by name and score every pair (see the module docstring).
+
+    threshold: probability threshold for the prediction TIFFs (mask metrics and tracing).
+    voxel_size: (z, y, x) µm; default from the gold dataset.yaml / TIFF metadata, else (1, 1, 1).
+    dist_threshold: DSA/PDS threshold and node-matching distance, in `metric_units` ("voxel" or "um").
+    trace_kwargs: extra arguments for `neurovit.trace.trace` when a prediction has no SWC.
+    Writes ``metrics.csv`` and ``metrics.json`` to `out_dir` (when given) and returns the result.
+    """
+    if metric_units not in ("voxel", "um"):
+        raise NeurovitError(f"metric_units must be 'voxel' or 'um', got {metric_units!r}")
+    pred_dir, gold_dir = Path(pred_dir), Path(gold_dir)
+    pred_tifs, pred_swcs = _index(pred_dir, "prediction")
+    gold_tifs, gold_swcs = _index(gold_dir, "ground-truth")
+    pred_names, gold_names = set(pred_tifs) | set(pred_swcs), set(gold_tifs) | set(gold_swcs)
+    matched = sorted(pred_names & gold_names)
+    if not matched:
+        raise NeurovitError(f"no prediction matches a ground-truth file by name: {pred_dir} has "
+                            f"{_listing(sorted(pred_names))}; {gold_dir} has {_listing(sorted(gold_names))}")
+    v, v_from = _voxel_size(voxel_size, gold_dir, list(gold_tifs.values()) + list(pred_tifs.values()))
+    result = EvaluationResult(rows=[], summary={}, missing_pred=sorted(gold_names - pred_names),
+                              missing_gold=sorted(pred_names - gold_names))
+    result.settings = {"pred_dir": str(pred_dir), "gold_dir": str(gold_dir), "threshold": threshold,
+                       "voxel_size_zyx": list(v), "voxel_size_from": v_from, "dist_threshold": dist_threshold,
+                       "metric_units": metric_units, "trace_kwargs": dict(trace_kwargs or {})}
+    traced_dir = Path(out_dir) / "traced" if out_dir is not None else None
+    names = matched
+    if progress:
+        from tqdm.auto import tqdm
+
+        names = tqdm(matched, desc="evaluate", unit="vol")
+    for name in names:
+        src = _Sources(pred_tifs.get(name), pred_swcs.get(name), gold_tifs.get(name), gold_swcs.get(name))
+        try:
+            result.rows.append(_score_volume(name, src, threshold=threshold, voxel_size=v,
+                                             dist_threshold=dist_threshold, metric_units=metric_units,
+                                             trace_kwargs=dict(trace_kwargs or {}), traced_dir=traced_dir))
+        except (NeurovitError, OSError) as exc:
+            result.problems.append(f"{name}: {exc}")
+    if result.missing_pred or result.missing_gold or result.problems:
+        warnings.warn(_problem_text(result), stacklevel=2)
+    if not result.rows:
+        raise NeurovitError("no volume could be scored:\n" + _problem_text(result))
+    result.summary = summarize(result.rows)
+    if out_dir is not None:
+        result.files = _write_tables(result, Path(out_dir))
+    return result
+
+
+def _problem_text(result: EvaluationResult) -> str:
+    lines = []
+    if result.missing_pred:
+        lines.append(f"no prediction for {len(result.missing_pred)} ground-truth volume(s): "
+                     f"{_listing(result.missing_pred)}")
+    if result.missing_gold:
+        lines.append(f"no ground truth for {len(result.missing_gold)} prediction(s): {_listing(result.missing_gold)}")
+    lines += [f"skipped {p}" for p in result.problems]
+    return "\n".join(lines)
+
+
+def format_summary(result: EvaluationResult) -> str:
+    """Readable table: one line per metric with mean ± std (n), then what was missing or skipped."""
+    s = result.settings
+    unit = "vox" if s.get("metric_units", "voxel") == "voxel" else "µm"
+    head = (f"evaluated {len(result.rows)} volume(s): threshold {s.get('threshold')}, distance threshold "
+            f"{s.get('dist_threshold')} {unit}, voxel size {s.get('voxel_size_zyx')} ({s.get('voxel_size_from')})")
+    lines = [head, f"{'metric':<16}{'mean':>10}  {'± std':<10}{'n':>4}"]
+    for k in METRICS:
+        st = result.summary.get(k)
+        if st is None:
+            continue
+        label = f"{k} ({unit})" if k in ("esa", "dsa") else k
+        if st["n"] == 0:
+            lines.append(f"{label:<16}{'n/a':>10}  {'':<10}{0:>4}")
+        else:
+            lines.append(f"{label:<16}{st['mean']:>10.4f}  ± {st['std']:<8.4f}{st['n']:>4}")
+    extra = _problem_text(result)
+    if extra:
+        lines.append(extra)
+    for kind, path in result.files.items():
+        lines.append(f"{kind}: {path}")
+    return "\n".join(lines)

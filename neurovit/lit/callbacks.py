@@ -1,0 +1,194 @@
+"""Callbacks own the side effects: 2D→3D weight transfer, checkpoints in the run folder, prediction
+TIFFs and metric tables of validation volumes, and W&B media."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+
+class TransferInit(L.Callback):
+    """Initialise the network's encoder from a 2D ViT before fitting (skipped when resuming).
+
+    Args:
+        source: timm name with a pretrained tag (e.g. "vit_small_patch16_224.dino") or a checkpoint file
+            (timm/safetensors state dict, official DINO backbone, DINO training checkpoint).
+        strategy: "center" (W2d on the centre slice, zeros elsewhere), "average" (W2d / D on every slice,
+            I3D) or "scratch" (keep the random init). The 2D baseline (mode "2d") takes center/average alike.
+        key: which network of a DINO training checkpoint to take ("teacher" or "student").
+    """
+
+    def __init__(self, source: str | None = None, strategy: Literal["center", "average", "scratch"] = "center",
+                 key: Literal["teacher", "student"] = "teacher"):
+        self.source, self.strategy, self.key = source, strategy, key
+        self.report = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs after a checkpoint given with --ckpt_path has been restored (trainer.ckpt_path is known only
+        # now) and before the first training step; every DDP rank loads the same weights.
+        if self.report is not None:
+            return
+        if trainer.ckpt_path:
+            rank_zero_info(f"TransferInit: resuming from {trainer.ckpt_path}; no 2D weights transferred")
+            return
+        from neurovit.models.pretrained import load_2d_state_dict
+        from neurovit.models.transfer import transfer_2d_to_3d
+
+        net = getattr(pl_module, "net", pl_module)
+        if self.strategy == "scratch":
+            self.report = transfer_2d_to_3d(net, None, "scratch")
+        else:
+            if not self.source:
+                from neurovit.models.archs import ModelConfigError
+
+                raise ModelConfigError(f"init.strategy={self.strategy!r} needs init.source (a timm name such as "
+                                       "'vit_small_patch16_224.dino' or a checkpoint file); or use 'scratch'")
+            state = load_2d_state_dict(self.source, which=self.key)
+            self.report = transfer_2d_to_3d(net, state, self.strategy, source=str(self.source))
+        rank_zero_info(f"TransferInit: {self.report}")
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"init/strategy": self.strategy, "init/source": str(self.source)})
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose default folder is `<trainer.default_root_dir>/checkpoints` (next to config.yaml)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        super().setup(trainer, pl_module, stage)
+
+
+class ValidationWriter(L.Callback):
+    """Writes the stacked probability TIFFs of the validation (and test) volumes and a metrics table.
+
+    Files: `<dirpath>/predictions/NAME.tif` (float32 probabilities), `<dirpath>/val_metrics.csv` and
+    `<dirpath>/metrics.json` (per-volume Dice/precision/recall and their mean). `dirpath` defaults to
+    the trainer's default_root_dir. Predictions are written every `every_n_epochs` and at the last epoch.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1, save_probabilities: bool = True):
+        self.dirpath, self.every_n_epochs, self.save_probabilities = dirpath, every_n_epochs, save_probabilities
+        self.rows: list[dict] = []
+        self.last_summary: dict | None = None
+
+    def _root(self, trainer) -> Path:
+        return Path(self.dirpath or trainer.default_root_dir)
+
+    def _due(self, trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
+        return last or (trainer.current_epoch + 1) % max(1, self.every_n_epochs) == 0
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.rows = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _collect(self, trainer, outputs, split: str) -> None:
+        if not isinstance(outputs, dict) or "scores" not in outputs:
+            return
+        self.rows.append({"name": outputs["name"], **outputs["scores"]})
+        if self.save_probabilities and (split == "test" or self._due(trainer)):
+            from neurovit.data.tiff import write_stack
+
+            folder = "predictions" if split == "val" else "test_predictions"
+            write_stack(self._root(trainer) / folder / f"{outputs['name']}.tif",
+                        outputs["prob"].numpy().astype(np.float32))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, "val")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, "test")
+
+    def _write(self, trainer, split: str) -> None:
+        if not self.rows or trainer.sanity_checking:
+            return
+        rows = sorted(self.rows, key=lambda r: r["name"])
+        keys = ["dice", "precision", "recall"]
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+        std = {k: float(np.std([r[k] for r in rows])) for k in keys}
+        self.last_summary = {"split": split, "epoch": trainer.current_epoch, "step": trainer.global_step,
+                             "mean": mean, "std": std, "volumes": rows}
+        if trainer.is_global_zero:
+            root = self._root(trainer)
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / f"{split}_metrics.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=["name", *keys])
+                w.writeheader()
+                w.writerows(rows)
+            (root / ("metrics.json" if split == "val" else "test_metrics.json")).write_text(
+                json.dumps(self.last_summary, indent=2))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "test")
+
+    @rank_zero_only
+    def on_fit_end(self, trainer, pl_module) -> None:
+        s = self.last_summary
+        if not s:
+            return
+        root = self._root(trainer)
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or "(none)"
+        print(f"\nvalidation after epoch {s['epoch'] + 1} (step {s['step']}): mean Dice {s['mean']['dice']:.4f} "
+              f"± {s['std']['dice']:.4f} over {len(s['volumes'])} volumes "
+              f"(precision {s['mean']['precision']:.3f}, recall {s['mean']['recall']:.3f})\n"
+              f"  per volume: {root / 'val_metrics.csv'}   predictions: {root / 'predictions'}\n"
+              f"  best checkpoint: {best}", flush=True)
+
+
+class WandbMedia(L.Callback):
+    """W&B media each validation epoch: MIP overlays (image / ground truth / prediction) for the first
+    `n_volumes` validation volumes and a per-volume metrics table. Does nothing without a WandbLogger."""
+
+    def __init__(self, n_volumes: int = 3):
+        self.n_volumes = n_volumes
+        self.images: list = []
+        self.rows: list = []
+
+    @staticmethod
+    def _wandb_logger(trainer):
+        from lightning.pytorch.loggers import WandbLogger
+
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.images, self.rows = [], []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._wandb_logger(trainer) is None or not isinstance(outputs, dict) or "scores" not in outputs:
+            return
+        s = outputs["scores"]
+        self.rows.append([outputs["name"], s["dice"], s["precision"], s["recall"]])
+        if len(self.images) < self.n_volumes:
+            from neurovit.viz import overlay_panel
+
+            panel = overlay_panel(batch["image"][0, 0].cpu().numpy(), batch["label"][0, 0].cpu().numpy(),
+                                  outputs["pred"].numpy())
+            self.images.append((outputs["name"], panel, s["dice"]))
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        logger = self._wandb_logger(trainer)
+        if logger is None or trainer.sanity_checking or not self.rows:
+            return
+        if self.images:
+            logger.log_image(key="val/mip", images=[p for _, p, _ in self.images],
+                             caption=[f"{n}: Dice {d:.3f} (image | truth | prediction; green = truth, "
+                                      f"magenta = prediction)" for n, _, d in self.images],
+                             step=trainer.global_step)
+        logger.log_table(key="val/volumes", columns=["name", "dice", "precision", "recall"], data=self.rows,
+                         step=trainer.global_step)

@@ -1,0 +1,205 @@
+"""LightningModule: Dice-based loss on centre slices, AdamW + warm-up/decay, whole-volume validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.segmentation import DiceScore
+
+from neurovit.inference import predict_volume
+
+
+def _made_by_cli() -> bool:
+    """True while LightningCLI instantiates the module (it then hands over the config as hyperparameters)."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - older/newer Lightning
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+def volume_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Dice, precision and recall of binary volumes; empty prediction and target count as perfect."""
+    pred, target = pred.bool(), target.bool()
+    tp = (pred & target).sum().item()
+    fp = (pred & ~target).sum().item()
+    fn = (~pred & target).sum().item()
+    dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    return {"dice": dice, "precision": precision, "recall": recall}
+
+
+class WithClDice(nn.Module):
+    """base(logits, target) + weight · soft-clDice(target, sigmoid(logits)) (Shit et al. 2021)."""
+
+    def __init__(self, base: nn.Module, weight: float, iterations: int = 3):
+        super().__init__()
+        from monai.losses import SoftclDiceLoss
+
+        self.base, self.weight = base, float(weight)
+        self.cldice = SoftclDiceLoss(iter_=iterations, smooth=1.0)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.base(logits, target) + self.weight * self.cldice(target, torch.sigmoid(logits))
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a slice segmenter (e.g. `neurovit.models.SliceViT`) on blocks; validates on whole volumes.
+
+    Args:
+        net: the network, blocks (B, 1, D, H, W) → centre-slice logits (B, 1, H, W).
+        loss: "dicece" (Dice + BCE), "dicefocal" (Dice + focal) or "dice"; Dice over the whole batch.
+        cldice_weight: weight of an added soft-clDice term (topology), 0 = off.
+        lr, weight_decay: AdamW; no decay on biases, norms, position embedding and cls token.
+        warmup_steps: linear warm-up from 0; then `schedule` ("cosine", "linear" to 0, or "constant").
+        layer_decay: layer-wise lr decay for the pretrained encoder: block i of n gets lr · decay^(n − i),
+            the patch/position embeddings decay^(n + 1); 1.0 = off.
+        threshold: probability threshold for the binary masks the metrics use.
+        sw_overlap, sw_batch_size, z_chunk: whole-volume sliding-window inference settings.
+    """
+
+    def __init__(self, net: nn.Module, loss: Literal["dicece", "dicefocal", "dice"] = "dicece",
+                 cldice_weight: float = 0.0, lr: float = 3e-4, weight_decay: float = 0.05,
+                 warmup_steps: int = 50, schedule: Literal["cosine", "linear", "constant"] = "cosine",
+                 layer_decay: float = 1.0, threshold: float = 0.5, sw_overlap: float = 0.25,
+                 sw_batch_size: int = 16, z_chunk: int = 8):
+        super().__init__()
+        self.save_hyperparameters(ignore=[] if _made_by_cli() else ["net"])
+        self.net = net
+        self.loss_fn = self._make_loss(loss, cldice_weight)
+        self.val_dice = DiceScore(num_classes=1, include_background=True, average="micro",
+                                  aggregation_level="samplewise", input_format="one-hot")
+        self.val_precision, self.val_recall = MeanMetric(), MeanMetric()
+        self.test_dice = DiceScore(num_classes=1, include_background=True, average="micro",
+                                   aggregation_level="samplewise", input_format="one-hot")
+
+    # ------------------------------------------------------------------ model
+    @staticmethod
+    def _make_loss(kind: str, cldice_weight: float) -> nn.Module:
+        from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
+
+        if kind == "dicece":
+            base = DiceCELoss(sigmoid=True, batch=True)
+        elif kind == "dicefocal":
+            base = DiceFocalLoss(sigmoid=True, batch=True)
+        elif kind == "dice":
+            base = DiceLoss(sigmoid=True, batch=True)
+        else:
+            raise ValueError(f"unknown loss {kind!r}; use dicece, dicefocal or dice")
+        if cldice_weight <= 0:
+            return base
+        return WithClDice(base, cldice_weight)
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        return self.net(blocks)
+
+    @property
+    def block_depth(self) -> int:
+        return int(getattr(self.net, "block_depth", 5))
+
+    @property
+    def roi_size(self) -> int:
+        return int(getattr(self.net, "img_size", 100))
+
+    def predict_probabilities(self, volume: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """(Z, Y, X) normalised stack → (Z, Y, X) probabilities, on the module's device."""
+        h = self.hparams
+        prob = predict_volume(self.net, volume.to(self.device), block_depth=self.block_depth,
+                              roi_size=self.roi_size, overlap=h.sw_overlap, sw_batch_size=h.sw_batch_size,
+                              z_chunk=h.z_chunk, progress=progress)
+        return torch.from_numpy(prob)
+
+    # ------------------------------------------------------------------ steps
+    def on_train_epoch_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "set_epoch"):
+            dm.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.net(batch["image"])
+        loss = self.loss_fn(logits, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        return loss
+
+    def _evaluate_volume(self, batch: dict) -> dict:
+        image, label = batch["image"][0, 0], batch["label"][0, 0]
+        prob = self.predict_probabilities(image)
+        pred = prob > self.hparams.threshold
+        scores = volume_scores(pred, label.cpu() > 0)
+        name = batch["name"][0] if isinstance(batch.get("name"), (list, tuple)) else str(batch.get("name", ""))
+        return {"name": name, "prob": prob, "pred": pred, "scores": scores}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self._evaluate_volume(batch)
+        target = batch["label"][0, 0].cpu() > 0
+        self.val_dice.update(out["pred"][None, None].long().to(self.device), target[None, None].long().to(self.device))
+        self.val_precision.update(out["scores"]["precision"])
+        self.val_recall.update(out["scores"]["recall"])
+        self.log("val/dice", self.val_dice, prog_bar=True, batch_size=1)
+        self.log("val/precision", self.val_precision, batch_size=1)
+        self.log("val/recall", self.val_recall, batch_size=1)
+        return out
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self._evaluate_volume(batch)
+        target = batch["label"][0, 0].cpu() > 0
+        self.test_dice.update(out["pred"][None, None].long().to(self.device), target[None, None].long().to(self.device))
+        self.log("test/dice", self.test_dice, batch_size=1)
+        for k in ("precision", "recall"):
+            self.log(f"test/{k}", out["scores"][k], batch_size=1)
+        return out
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """The stacked probability volume of a whole stack (and its name)."""
+        image = batch["image"][0, 0]
+        name = batch["name"][0] if isinstance(batch.get("name"), (list, tuple)) else batch.get("name", "")
+        return {"name": name, "prob": self.predict_probabilities(image)}
+
+    # ------------------------------------------------------------------ optimisation
+    def _param_groups(self) -> list[dict]:
+        h = self.hparams
+        encoder = getattr(self.net, "encoder", None)
+        n_layers = len(getattr(encoder, "blocks", [])) if encoder is not None else 0
+        groups: dict[tuple[float, float], list] = {}
+        for name, p in self.net.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "cls_token" in name
+            scale = 1.0
+            if h.layer_decay != 1.0 and name.startswith("encoder."):
+                rest = name[len("encoder."):]
+                if rest.startswith("blocks."):
+                    layer = int(rest.split(".")[1]) + 1
+                elif rest.startswith(("patch_embed", "pos_embed", "cls_token")):
+                    layer = 0
+                else:
+                    layer = n_layers + 1
+                scale = h.layer_decay ** (n_layers + 1 - layer)
+            key = (scale, 0.0 if no_decay else h.weight_decay)
+            groups.setdefault(key, []).append(p)
+        return [{"params": ps, "lr": h.lr * s, "weight_decay": wd} for (s, wd), ps in groups.items()]
+
+    def configure_optimizers(self):
+        h = self.hparams
+        opt = torch.optim.AdamW(self._param_groups(), lr=h.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1000
+        warm = max(0, min(h.warmup_steps, total - 1))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / (warm + 1)
+            if h.schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            if h.schedule == "linear":
+                return max(0.0, 1.0 - progress)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
