@@ -7,6 +7,8 @@
     neurovit baseline --data DIR                Frangi + Otsu masks and their Dice (non-learned reference)
     neurovit fit|validate|test|predict --config experiments/X.yaml [--key value ...]
                                                 train / evaluate with LightningCLI (see `neurovit fit --help`)
+    neurovit predict --ckpt C --input STACK.tif|DIR --out DIR
+                                                probability/mask TIFFs and traced SWC for any stacks
 """
 
 from __future__ import annotations
@@ -202,6 +204,35 @@ def _run_baseline(args) -> int:
     return 0
 
 
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="segment stacks with a checkpoint: probability/mask TIFFs + traced SWC",
+                       description="Whole-volume sliding-window prediction of TIFF stacks with a checkpoint "
+                       "written by `neurovit fit`, then tracing into SWC. (With --config instead of --ckpt/"
+                       "--input, `neurovit predict` is LightningCLI's predict on the dataset's test volumes.)")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint (RUN/checkpoints/last.ckpt or best-*.ckpt)")
+    p.add_argument("--input", required=True, type=Path, help="a TIFF stack or a folder of them")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--save", choices=("prob", "mask", "both"), default="prob",
+                   help="write NAME_prob.tif (float32), NAME_mask.tif (uint8) or both (default prob)")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask/tracing threshold (default 0.5)")
+    p.add_argument("--no-trace", action="store_true", help="skip tracing (no NAME.swc)")
+    p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("VZ", "VY", "VX"),
+                   help="µm; default from the TIFF metadata, else 1 1 1")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: the model's)")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args) -> int:
+    from neurovit.predict import run_predict
+
+    run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
+                trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap,
+                sw_batch_size=args.batch_size)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from neurovit import __version__
 
@@ -213,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub._parser_class = _FileArgsParser
     for add in (_add_synth, _add_render, _add_info, _add_evaluate, _add_baseline):
         add(sub)
-    for cmd, what in zip(LIGHTNING_COMMANDS, ("train a model", "validate a checkpoint on the val volumes",
-                                               "test a checkpoint on the test volumes", "predict test volumes")):
+    for cmd, what in zip(LIGHTNING_COMMANDS[:3], ("train a model", "validate a checkpoint on the val volumes",
+                                                   "test a checkpoint on the test volumes")):
         sub.add_parser(cmd, help=f"{what} (LightningCLI; `neurovit {cmd} --help` lists every option)", add_help=False)
+    _add_predict(sub)
     return parser
 
 
@@ -225,7 +257,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; input errors print one clear line (exit 2) instead of a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
+    stack_predict = argv[:1] == ["predict"] and any(a.split("=")[0] in ("--ckpt", "--input") for a in argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS and not stack_predict:
         from neurovit.lit.cli import run
 
         try:

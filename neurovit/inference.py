@@ -2,8 +2,9 @@
 centred on it (edge slices repeated), tiled in-plane with MONAI's sliding-window inference; the
 probability volume is the stack of those slice predictions.
 
-Memory: slices are processed in chunks of `z_chunk`, so only `z_chunk × D` input slices are held at once;
-the output can be any array-like (e.g. a memory-mapped TIFF) written chunk by chunk.
+Memory: the input is read and normalised `z_chunk` slices at a time (plus D − 1 neighbours), so a
+memory-mapped stack is never copied whole; the output can be any writable array (e.g. a memory-mapped
+TIFF) filled chunk by chunk.
 """
 
 from __future__ import annotations
@@ -15,35 +16,54 @@ import torch
 from monai.inferers import sliding_window_inference
 
 
-def slice_blocks(volume: torch.Tensor, z0: int, z1: int, depth: int) -> torch.Tensor:
-    """(Z, Y, X) → (z1 - z0, D, Y, X): for each z in [z0, z1) the D slices centred on z, edges repeated."""
-    zs = torch.arange(z0, z1, device=volume.device)[:, None] + torch.arange(depth, device=volume.device) - depth // 2
-    return volume[zs.clamp_(0, volume.shape[0] - 1)]
+def slice_blocks(volume: torch.Tensor, z0: int, z1: int, depth: int, offset: int = 0,
+                 n_z: int | None = None) -> torch.Tensor:
+    """(Z', Y, X) slab → (z1 - z0, D, Y, X): for each z in [z0, z1) the D slices centred on z.
+
+    Slice indices are clamped to [0, n_z) (edge slices repeated); the slab holds slices from `offset` on.
+    """
+    n_z = volume.shape[0] + offset if n_z is None else n_z
+    zs = torch.arange(z0, z1)[:, None] + torch.arange(depth) - depth // 2
+    return volume[zs.clamp_(0, n_z - 1) - offset]
+
+
+def robust_normaliser(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int = 2_000_000) -> Callable:
+    """x ↦ (x − p_lo) / (p_hi − p_lo) with percentiles of (a strided sample of) the volume."""
+    flat = np.asarray(volume).reshape(-1)
+    lo, hi = np.percentile(flat[:: max(1, flat.size // sample)], percentiles)
+    scale = float(max(hi - lo, 1e-6))
+
+    def normalise(x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float32) - float(lo)) / scale
+
+    return normalise
 
 
 @torch.no_grad()
 def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.Tensor | np.ndarray, *,
                    block_depth: int, roi_size: int | tuple[int, int], overlap: float = 0.25,
                    sw_batch_size: int = 16, z_chunk: int = 8, blend: str = "gaussian",
+                   normalise: Callable[[np.ndarray], np.ndarray] | None = None,
                    out: np.ndarray | None = None, progress: bool = False,
                    device: torch.device | str | None = None) -> np.ndarray:
-    """Probability volume (Z, Y, X) float32 of a normalised (Z, Y, X) stack.
+    """Probability volume (Z, Y, X) float32 of a (Z, Y, X) stack.
 
     `model` maps blocks (B, 1, D, H, W) to centre-slice logits (B, 1, H, W). In-plane windows of
     `roi_size` overlap by `overlap` and are blended with `blend` weights (MONAI); stacks smaller than a
-    window are padded. Output goes into `out` when given (any writable (Z, Y, X) array).
+    window are padded, stacks thinner than D repeat their edge slices. `normalise` (applied per chunk)
+    maps raw intensities to the model's input range; without it the input is used as it is.
     """
-    vol = torch.as_tensor(np.asarray(volume, dtype=np.float32) if isinstance(volume, np.ndarray) else volume)
-    vol = vol.squeeze()
-    while vol.ndim < 3:
-        vol = vol[None]
-    if vol.ndim != 3:
-        raise ValueError(f"predict_volume expects a (Z, Y, X) volume, got shape {tuple(volume.shape)}")
-    if device is not None:
-        vol = vol.to(device)
+    if volume.ndim != 3:
+        shape = tuple(volume.shape)
+        squeezed = volume.squeeze() if isinstance(volume, torch.Tensor) else np.squeeze(volume)
+        if squeezed.ndim != 3:
+            raise ValueError(f"predict_volume expects a (Z, Y, X) volume, got shape {shape}")
+        volume = squeezed
     roi = (roi_size, roi_size) if isinstance(roi_size, int) else tuple(roi_size)
-    n_z = vol.shape[0]
-    result = out if out is not None else np.empty(vol.shape, dtype=np.float32)
+    n_z, half = int(volume.shape[0]), block_depth // 2
+    result = out if out is not None else np.empty(tuple(volume.shape), dtype=np.float32)
+    if device is None:
+        device = next((p.device for p in getattr(model, "parameters", lambda: [])()), torch.device("cpu"))
 
     def predictor(x: torch.Tensor) -> torch.Tensor:  # (b, D, H, W) → (b, 1, H, W)
         return model(x.unsqueeze(1))
@@ -51,10 +71,18 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
     chunks = range(0, n_z, z_chunk)
     if progress:
         from tqdm.auto import tqdm
-        chunks = tqdm(chunks, desc="predict", unit="chunk")
+        chunks = tqdm(chunks, desc="predict", unit="chunk", leave=False)
     for z0 in chunks:
         z1 = min(z0 + z_chunk, n_z)
-        blocks = slice_blocks(vol, z0, z1, block_depth)
+        lo, hi = max(z0 - half, 0), min(z1 + half, n_z)
+        slab = volume[lo:hi]
+        if isinstance(slab, torch.Tensor):
+            slab = slab.detach().float()
+            if normalise is not None:
+                slab = torch.from_numpy(normalise(slab.cpu().numpy()))
+        else:
+            slab = torch.from_numpy(normalise(slab) if normalise is not None else np.asarray(slab, np.float32))
+        blocks = slice_blocks(slab.to(device), z0, z1, block_depth, offset=lo, n_z=n_z)
         logits = sliding_window_inference(blocks, roi, sw_batch_size, predictor, overlap=overlap, mode=blend,
                                           padding_mode="constant", cval=0.0)
         result[z0:z1] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()

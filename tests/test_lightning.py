@@ -125,6 +125,9 @@ def test_fit_writes_checkpoint_config_predictions_wandb_and_resumes(dataset, tmp
     assert len(preds) == len(metrics["volumes"])
     runs = list((root / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb")), "W&B offline run files are written"
+    assert list(runs[0].glob("files/media/images/val/mip*.png")), "MIP overlays are logged as W&B images"
+    recon = (root / "val_reconstruction.csv").read_text().splitlines()
+    assert recon[0].startswith("name,nodes,esa,dsa,pds") and len(recon) == len(metrics["volumes"]) + 1
     ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2
     # resume: continues at step 2 and skips the 2D transfer; a second run into the same folder works

@@ -192,3 +192,96 @@ class WandbMedia(L.Callback):
                              step=trainer.global_step)
         logger.log_table(key="val/volumes", columns=["name", "dice", "precision", "recall"], data=self.rows,
                          step=trainer.global_step)
+
+
+class ReconstructionCallback(L.Callback):
+    """Traces the stacked predictions of the evaluated volumes into SWC and scores them against the
+    ground-truth SWC (ESA/DSA/PDS, node precision/recall/F1), every `every_n_epochs` validations and
+    at test time.
+
+    Writes `<dirpath>/reconstructions/{val,test}/NAME.swc` (voxel units) and
+    `<dirpath>/{val,test}_reconstruction.csv`, and logs the means as `val/esa`, `val/node_f1`, ...
+    (distances in voxels). Volumes without a ground-truth SWC are traced but not scored.
+    """
+
+    METRICS = ("esa", "dsa", "pds", "node_precision", "node_recall", "node_f1")
+
+    def __init__(self, every_n_epochs: int = 1, threshold: float | None = None, dist_threshold: float = 2.0,
+                 dirpath: str | None = None):
+        self.every_n_epochs, self.threshold, self.dist_threshold = every_n_epochs, threshold, dist_threshold
+        self.dirpath = dirpath
+        self.rows: list[dict] = []
+
+    def _due(self, trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
+        return last or (trainer.current_epoch + 1) % max(1, self.every_n_epochs) == 0
+
+    def _gold_swc(self, trainer, name: str):
+        ds = getattr(getattr(trainer, "datamodule", None), "dataset", None)
+        rec = next((r for r in getattr(ds, "records", []) if r.name == name), None)
+        if rec is None or rec.swc is None:
+            return None
+        from neurovit.data.swc import read_swc
+
+        return read_swc(rec.swc, units=ds.swc_units)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.rows = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _trace(self, trainer, pl_module, outputs, split: str) -> None:
+        if not isinstance(outputs, dict) or "prob" not in outputs:
+            return
+        from neurovit.data.swc import write_swc
+        from neurovit.metrics import reconstruction_scores
+        from neurovit.trace import trace
+
+        ds = getattr(getattr(trainer, "datamodule", None), "dataset", None)
+        vs = getattr(ds, "voxel_size", (1.0, 1.0, 1.0))
+        threshold = self.threshold if self.threshold is not None else pl_module.hparams.threshold
+        tree = trace(outputs["prob"].numpy(), threshold=threshold, voxel_size=vs, source=outputs["name"],
+                     notes=[f"epoch {trainer.current_epoch}", f"step {trainer.global_step}"])
+        root = Path(self.dirpath or trainer.default_root_dir) / "reconstructions" / split
+        if tree.n_nodes:
+            write_swc(tree, root / f"{outputs['name']}.swc", comments=[h.lstrip("# ") for h in tree.header])
+        row = {"name": outputs["name"], "nodes": tree.n_nodes}
+        gold = self._gold_swc(trainer, outputs["name"])
+        if gold is not None:
+            scores = reconstruction_scores(tree, gold, threshold=self.dist_threshold)
+            row.update({k: float(scores[k]) for k in self.METRICS if k in scores})
+        self.rows.append(row)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._due(trainer):
+            self._trace(trainer, pl_module, outputs, "val")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._trace(trainer, pl_module, outputs, "test")
+
+    def _finish(self, trainer, pl_module, split: str) -> None:
+        if not self.rows:
+            return
+        means = {}
+        for k in self.METRICS:
+            vals = [r[k] for r in self.rows if k in r and np.isfinite(r[k])]
+            if vals:
+                means[k] = float(np.mean(vals))
+                pl_module.log(f"{split}/{k}", means[k], sync_dist=True, batch_size=len(vals))
+        if trainer.is_global_zero:
+            root = Path(self.dirpath or trainer.default_root_dir)
+            root.mkdir(parents=True, exist_ok=True)
+            keys = ["name", "nodes", *self.METRICS]
+            with open(root / f"{split}_reconstruction.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(sorted(self.rows, key=lambda r: r["name"]))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._due(trainer):
+            self._finish(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._finish(trainer, pl_module, "test")

@@ -4,7 +4,8 @@ Configs are YAML files of constructor arguments (see experiments/); several `--c
 to right, and OmegaConf interpolations (`${data.block_depth}`) are resolved after command-line
 overrides (jsonargparse "omegaconf+" mode), so `--data.block_depth 3` reaches every field that refers
 to it. Extra top-level groups: `init` (TransferInit: 2D→3D weight transfer), `outputs` (ValidationWriter:
-prediction TIFFs + metric tables), `media` (WandbMedia: W&B images and tables).
+prediction TIFFs + metric tables), `media` (WandbMedia: W&B images and tables), `reconstruction`
+(ReconstructionCallback: traced SWC and ESA/DSA/PDS/node-F1 of the evaluated volumes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jsonargparse
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from neurovit.data.datamodule import NeuronDataModule
-from neurovit.lit.callbacks import TransferInit, ValidationWriter, WandbMedia
+from neurovit.lit.callbacks import ReconstructionCallback, TransferInit, ValidationWriter, WandbMedia
 from neurovit.lit.module import SegmentationModule
 
 TRAINER_DEFAULTS = {
@@ -73,6 +74,7 @@ class NeurovitCLI(LightningCLI):
         parser.set_defaults({"init.strategy": "scratch"})
         parser.add_lightning_class_args(ValidationWriter, "outputs")
         parser.add_lightning_class_args(WandbMedia, "media")
+        parser.add_lightning_class_args(ReconstructionCallback, "reconstruction")
 
 
 def run(argv: Sequence[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import lightning as L
@@ -12,6 +13,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.segmentation import DiceScore
 
 from neurovit.inference import predict_volume
+
+# DiceScore warns about its default even when `average` is given explicitly (as it is here).
+warnings.filterwarnings("ignore", message="DiceScore metric currently defaults")
 
 
 def _made_by_cli() -> bool:

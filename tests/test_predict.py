@@ -1,0 +1,86 @@
+"""Whole-volume prediction: stacked slice predictions, awkward stack shapes, `neurovit predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurovit.cli import main
+from neurovit.data.synth import SynthConfig, synthesize_dataset
+from neurovit.data.tiff import read_stack, read_voxel_size, write_stack
+from neurovit.inference import predict_volume, slice_blocks
+from neurovit.models import TINY_ARCH, SliceViT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_slice_blocks_repeat_edge_slices():
+    vol = torch.arange(4.0)[:, None, None].expand(4, 2, 2)
+    blocks = slice_blocks(vol, 0, 4, 5)
+    assert blocks[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 3], [1, 2, 3, 3, 3]]
+
+
+def test_predict_volume_equals_stacked_per_slice_predictions():
+    torch.manual_seed(0)
+    net = SliceViT(arch=TINY_ARCH, block_depth=3, img_size=32).eval()
+    vol = torch.rand(6, 32, 32)
+    prob = predict_volume(net, vol.numpy(), block_depth=3, roi_size=32, z_chunk=4, sw_batch_size=2)
+    with torch.no_grad():
+        naive = np.stack([torch.sigmoid(net(slice_blocks(vol, z, z + 1, 3)[:, None]))[0, 0].numpy()
+                          for z in range(6)])
+    np.testing.assert_allclose(prob, naive, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    import os
+
+    tmp = tmp_path_factory.mktemp("predict")
+    synthesize_dataset(tmp / "ds", SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=2), progress=False)
+    old = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = "disabled"
+    try:
+        rc = main(["fit", "--config", str(REPO / "experiments/base.yaml"), "--config", str(REPO / "experiments/demo.yaml"),
+                   "--data.data_dir", str(tmp / "ds"), "--data.block_size", "32", "--data.batch_size", "2",
+                   "--data.blocks_per_epoch", "2", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+                   "--trainer.default_root_dir", str(tmp / "run"), "--trainer.enable_progress_bar", "false"])
+    finally:
+        if old is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = old
+    assert rc == 0
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("shape, traced", [((3, 37, 75), False), ((9, 70, 33), False), ((2, 24, 20), True)])
+def test_predict_awkward_stacks(checkpoint, tmp_path, shape, traced, capsys):
+    rng = np.random.default_rng(0)
+    stack = tmp_path / "in" / "odd.tif"
+    write_stack(stack, rng.integers(100, 400, size=shape).astype(np.uint16), voxel_size=(2.0, 0.5, 0.5))
+    out = tmp_path / "out"
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(stack.parent), "--out", str(out),
+                 "--save", "both", "--threshold", "0.0", "--device", "cpu", *([] if traced else ["--no-trace"])]) == 0
+    prob = read_stack(out / "odd_prob.tif")
+    assert prob.shape == shape and prob.dtype == np.float32
+    assert 0.0 <= float(prob.min()) and float(prob.max()) <= 1.0
+    assert read_voxel_size(out / "odd_prob.tif") == pytest.approx((2.0, 0.5, 0.5))
+    assert read_stack(out / "odd_mask.tif").shape == shape
+    if traced:  # threshold 0: everything is foreground, so the tree is not empty
+        swc = (out / "odd.swc").read_text()
+        assert "units: voxel" in swc and len([ln for ln in swc.splitlines() if not ln.startswith("#")]) > 0
+    else:
+        assert not (out / "odd.swc").exists()
+    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+    assert "odd.tif" in capsys.readouterr().out
+
+
+def test_predict_errors_are_clear(checkpoint, tmp_path, capsys):
+    rc = main(["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(tmp_path), "--out", str(tmp_path)])
+    assert rc == 2 and "none.ckpt not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    rc = main(["predict", "--ckpt", str(checkpoint), "--input", str(tmp_path / "empty"), "--out", str(tmp_path)])
+    assert rc == 2 and "no .tif/.tiff stacks" in capsys.readouterr().err
