@@ -40,6 +40,8 @@ bench: install
 	$(PY) -m neurovit.benchmarks.render
 	$(PY) -m neurovit.benchmarks.model_stats
 	$(PY) -m neurovit.benchmarks.trace
+	$(PY) -m neurovit.benchmarks.inference
+	$(PY) -m neurovit.benchmarks.train
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

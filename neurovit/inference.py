@@ -45,13 +45,14 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
                    sw_batch_size: int = 16, z_chunk: int = 8, blend: str = "gaussian",
                    normalise: Callable[[np.ndarray], np.ndarray] | None = None,
                    out: np.ndarray | None = None, progress: bool = False,
-                   device: torch.device | str | None = None) -> np.ndarray:
+                   device: torch.device | str | None = None, autocast: torch.dtype | None = None) -> np.ndarray:
     """Probability volume (Z, Y, X) float32 of a (Z, Y, X) stack.
 
     `model` maps blocks (B, 1, D, H, W) to centre-slice logits (B, 1, H, W). In-plane windows of
     `roi_size` overlap by `overlap` and are blended with `blend` weights (MONAI); stacks smaller than a
     window are padded, stacks thinner than D repeat their edge slices. `normalise` (applied per chunk)
-    maps raw intensities to the model's input range; without it the input is used as it is.
+    maps raw intensities to the model's input range; without it the input is used as it is. `autocast`
+    (e.g. torch.bfloat16 on GPUs) runs the model under mixed precision.
     """
     if volume.ndim != 3:
         shape = tuple(volume.shape)
@@ -65,8 +66,11 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
     if device is None:
         device = next((p.device for p in getattr(model, "parameters", lambda: [])()), torch.device("cpu"))
 
+    device = torch.device(device)
+
     def predictor(x: torch.Tensor) -> torch.Tensor:  # (b, D, H, W) → (b, 1, H, W)
-        return model(x.unsqueeze(1))
+        with torch.autocast(device_type=device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            return model(x.unsqueeze(1)).float()
 
     chunks = range(0, n_z, z_chunk)
     if progress:

@@ -66,16 +66,18 @@ class SegmentationModule(L.LightningModule):
             the patch/position embeddings decay^(n + 1); 1.0 = off.
         threshold: probability threshold for the binary masks the metrics use.
         sw_overlap, sw_batch_size, z_chunk: whole-volume sliding-window inference settings.
+        compile: run the training forward pass through `torch.compile` (weights and checkpoints unchanged).
     """
 
     def __init__(self, net: nn.Module, loss: Literal["dicece", "dicefocal", "dice"] = "dicece",
                  cldice_weight: float = 0.0, lr: float = 3e-4, weight_decay: float = 0.05,
                  warmup_steps: int = 50, schedule: Literal["cosine", "linear", "constant"] = "cosine",
                  layer_decay: float = 1.0, threshold: float = 0.5, sw_overlap: float = 0.25,
-                 sw_batch_size: int = 16, z_chunk: int = 8):
+                 sw_batch_size: int = 16, z_chunk: int = 8, compile: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=[] if _made_by_cli() else ["net"])
         self.net = net
+        object.__setattr__(self, "_compiled", None)  # not a submodule: keeps state_dict keys unchanged
         self.loss_fn = self._make_loss(loss, cldice_weight)
         self.val_dice = DiceScore(num_classes=1, include_background=True, average="micro",
                                   aggregation_level="samplewise", input_format="one-hot")
@@ -103,6 +105,13 @@ class SegmentationModule(L.LightningModule):
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         return self.net(blocks)
 
+    def _train_forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        if not self.hparams.compile:
+            return self.net(blocks)
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.net))
+        return self._compiled(blocks)
+
     @property
     def block_depth(self) -> int:
         return int(getattr(self.net, "block_depth", 5))
@@ -126,7 +135,7 @@ class SegmentationModule(L.LightningModule):
             dm.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self.net(batch["image"])
+        logits = self._train_forward(batch["image"])
         loss = self.loss_fn(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
         return loss
