@@ -45,7 +45,8 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
                    sw_batch_size: int = 16, z_chunk: int = 8, blend: str = "gaussian",
                    normalise: Callable[[np.ndarray], np.ndarray] | None = None,
                    out: np.ndarray | None = None, progress: bool = False,
-                   device: torch.device | str | None = None, autocast: torch.dtype | None = None) -> np.ndarray:
+                   device: torch.device | str | None = None, autocast: torch.dtype | None = None,
+                   z_stride: int | None = None) -> np.ndarray:
     """Probability volume (Z, Y, X) float32 of a (Z, Y, X) stack.
 
     `model` maps blocks (B, 1, D, H, W) to centre-slice logits (B, 1, H, W). In-plane windows of
@@ -53,6 +54,11 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
     window are padded, stacks thinner than D repeat their edge slices. `normalise` (applied per chunk)
     maps raw intensities to the model's input range; without it the input is used as it is. `autocast`
     (e.g. torch.bfloat16 on GPUs) runs the model under mixed precision.
+
+    Models with `out_slices == "all"` predict every slice of a block: blocks are then centred every
+    `z_stride` slices (default D // 2 + 1), and each slice is the weighted mean of the predictions that
+    cover it, with weights 1 + min(d, D − 1 − d) at block position d (the centre counts most) — about
+    D / z_stride times fewer forward passes than one block per slice.
     """
     if volume.ndim != 3:
         shape = tuple(volume.shape)
@@ -72,6 +78,10 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
         with torch.autocast(device_type=device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             return model(x.unsqueeze(1)).float()
 
+    if getattr(model, "out_slices", "center") == "all":
+        return _predict_all_slices(predictor, volume, result, block_depth=block_depth, roi=roi, overlap=overlap,
+                                   sw_batch_size=sw_batch_size, z_chunk=z_chunk, blend=blend, z_stride=z_stride,
+                                   normalise=normalise, device=device, progress=progress)
     chunks = range(0, n_z, z_chunk)
     if progress:
         from tqdm.auto import tqdm
@@ -90,4 +100,45 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
         logits = sliding_window_inference(blocks, roi, sw_batch_size, predictor, overlap=overlap, mode=blend,
                                           padding_mode="constant", cval=0.0)
         result[z0:z1] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+    return result
+
+
+def _slab(volume, lo: int, hi: int, normalise) -> torch.Tensor:
+    slab = volume[lo:hi]
+    if isinstance(slab, torch.Tensor):
+        slab = slab.detach().float()
+        return torch.from_numpy(normalise(slab.cpu().numpy())) if normalise is not None else slab
+    return torch.from_numpy(normalise(slab) if normalise is not None else np.asarray(slab, np.float32))
+
+
+def _predict_all_slices(predictor, volume, result, *, block_depth: int, roi, overlap: float, sw_batch_size: int,
+                        z_chunk: int, blend: str, z_stride: int | None, normalise, device, progress: bool):
+    """All-slices models: blocks every `z_stride` slices, overlapping slice predictions averaged with weights."""
+    n_z, half = int(volume.shape[0]), block_depth // 2
+    stride = max(1, min(z_stride or half + 1, block_depth))
+    centres = list(range(0, n_z, stride))
+    if centres[-1] + half < n_z - 1:
+        centres.append(n_z - 1)
+    weights = torch.tensor([1.0 + min(d, block_depth - 1 - d) for d in range(block_depth)])
+    acc = np.zeros(tuple(volume.shape), dtype=np.float32)
+    wsum = np.zeros(n_z, dtype=np.float32)
+    groups = [centres[i:i + z_chunk] for i in range(0, len(centres), z_chunk)]
+    if progress:
+        from tqdm.auto import tqdm
+        groups = tqdm(groups, desc="predict", unit="chunk", leave=False)
+    for group in groups:
+        lo, hi = max(group[0] - half, 0), min(group[-1] + half + 1, n_z)
+        slab = _slab(volume, lo, hi, normalise).to(device)
+        zs = torch.tensor(group)[:, None] + torch.arange(block_depth) - half
+        blocks = slab[zs.clamp(0, n_z - 1) - lo]
+        logits = sliding_window_inference(blocks, roi, sw_batch_size, lambda x: predictor(x)[:, 0], overlap=overlap,
+                                          mode=blend, padding_mode="constant", cval=0.0)
+        prob = torch.sigmoid(logits.float()).cpu().numpy()  # (n, D, Y, X)
+        for i, c in enumerate(group):
+            for d in range(block_depth):
+                z = c - half + d
+                if 0 <= z < n_z:
+                    acc[z] += float(weights[d]) * prob[i, d]
+                    wsum[z] += float(weights[d])
+    result[:] = acc / wsum[:, None, None]
     return result

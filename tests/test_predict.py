@@ -84,3 +84,38 @@ def test_predict_errors_are_clear(checkpoint, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     rc = main(["predict", "--ckpt", str(checkpoint), "--input", str(tmp_path / "empty"), "--out", str(tmp_path)])
     assert rc == 2 and "no .tif/.tiff stacks" in capsys.readouterr().err
+
+
+class _IdentityAllSlices(torch.nn.Module):
+    """A stand-in all-slices model: the logit of every slice is its input."""
+
+    out_slices = "all"
+
+    def forward(self, x):  # (B, 1, D, H, W) → (B, 1, D, H, W)
+        return x
+
+
+@pytest.mark.parametrize("n_z, stride", [(11, 3), (4, 5), (7, 1)])
+def test_all_slices_models_cover_every_slice_once_averaged(n_z, stride):
+    vol = torch.randn(n_z, 20, 23)
+    prob = predict_volume(_IdentityAllSlices(), vol.numpy(), block_depth=5, roi_size=16, overlap=0.5,
+                          z_stride=stride, z_chunk=2, sw_batch_size=4)
+    # every prediction of slice z is sigmoid(vol[z]) (edge repeats are dropped), so their mean is too
+    np.testing.assert_allclose(prob, torch.sigmoid(vol).numpy(), atol=1e-5)
+
+
+def test_blocks_carry_labels_of_every_slice(tmp_path):
+    from neurovit.data.datamodule import NeuronDataModule
+
+    synthesize_dataset(tmp_path / "ds", SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=4), progress=False)
+    dm = NeuronDataModule(str(tmp_path / "ds"), block_depth=5, block_size=24, batch_size=4, blocks_per_epoch=8)
+    dm.setup("fit")
+    b = next(iter(dm.train_dataloader()))
+    assert b["label_all"].shape == (4, 1, 5, 24, 24)
+    torch.testing.assert_close(b["label_all"][:, :, 2], b["label"])  # the centre slice is the target
+    from neurovit.lit.module import SegmentationModule
+
+    module = SegmentationModule(SliceViT(arch=TINY_ARCH, img_size=24, out_slices="all"))
+    loss = module.training_step(b, 0)  # the loss uses all D slices' labels
+    loss.backward()
+    assert torch.isfinite(loss) and module.net.decoder.head.weight.grad is not None

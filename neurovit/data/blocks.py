@@ -66,17 +66,18 @@ class Volume:
         return (np.asarray(raw, dtype=np.float32) - self.offset) / self.scale
 
     def block(self, z: int, y0: int, x0: int, depth: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image block (D, H, W), centre-slice label (H, W)); edge slices are repeated, the plane padded with 0."""
+        """(image block (D, H, W), labels of its slices (D, H, W)); edge slices are repeated, the plane
+        padded with 0. The target of a slice-segmentation model is the centre slice, labels[D // 2]."""
         zs = np.clip(np.arange(z - depth // 2, z + depth // 2 + 1), 0, self.shape[0] - 1)
         y1, x1 = y0 + height, x0 + width
         ys, xs = slice(max(y0, 0), min(y1, self.shape[1])), slice(max(x0, 0), min(x1, self.shape[2]))
         img = np.zeros((depth, height, width), dtype=np.float32)
-        lab = np.zeros((height, width), dtype=np.float32)
+        lab = np.zeros((depth, height, width), dtype=np.float32)
         dy, dx = ys.start - y0, xs.start - x0
         ny, nx = ys.stop - ys.start, xs.stop - xs.start
         if ny > 0 and nx > 0:
             img[:, dy:dy + ny, dx:dx + nx] = self.normalise(self.image[zs, ys, xs])
-            lab[dy:dy + ny, dx:dx + nx] = self.label[z, ys, xs] > 0
+            lab[:, dy:dy + ny, dx:dx + nx] = self.label[zs, ys, xs] > 0
         return img, lab
 
 
@@ -86,7 +87,7 @@ def is_positive(index: int, fraction: float) -> bool:
 
 
 def augmentations(square: bool):
-    """MONAI transforms on {"image": (1, D, H, W), "label": (1, 1, H, W)}: flips, 90° turns, intensity, noise."""
+    """MONAI transforms on {"image": (1, D, H, W), "label": (1, D, H, W)}: flips, 90° turns, intensity, noise."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -99,7 +100,7 @@ def augmentations(square: bool):
 
     both = ["image", "label"]
     ts = [RandFlipd(both, prob=0.5, spatial_axis=1), RandFlipd(both, prob=0.5, spatial_axis=2),
-          RandFlipd(["image"], prob=0.5, spatial_axis=0)]  # reversing depth keeps the centre slice
+          RandFlipd(both, prob=0.5, spatial_axis=0)]  # reversing depth keeps the centre slice
     if square:
         ts.append(RandRotate90d(both, prob=0.75, max_k=3, spatial_axes=(1, 2)))
     ts += [RandScaleIntensityd(["image"], factors=0.2, prob=0.5),
@@ -110,7 +111,11 @@ def augmentations(square: bool):
 
 
 class BlockDataset(Dataset):
-    """Random training blocks; item `key` = epoch · length + index (see `EpochSampler`)."""
+    """Random training blocks; item `key` = epoch · length + index (see `EpochSampler`).
+
+    Items: image (1, D, H, W), label (1, H, W) of the centre slice, label_all (1, D, H, W) of every slice
+    (for models that predict all D slices), positive (bool).
+    """
 
     def __init__(self, volumes: Sequence[Volume], length: int, block_depth: int = 5,
                  block_size: tuple[int, int] = (100, 100), pos_fraction: float = 0.5, augment: bool = True,
@@ -146,12 +151,13 @@ class BlockDataset(Dataset):
             y0 = int(rng.integers(max(v.shape[1] - h, 0) + 1))
             x0 = int(rng.integers(max(v.shape[2] - w, 0) + 1))
         img, lab = v.block(int(z), y0, x0, self.depth, h, w)
-        item = {"image": torch.from_numpy(img)[None], "label": torch.from_numpy(lab)[None, None]}
+        item = {"image": torch.from_numpy(img)[None], "label": torch.from_numpy(lab)[None]}
         if self.transform is not None:
             self.transform.set_random_state(seed=int(rng.integers(2**31 - 1)))
             item = self.transform(item)
-        return {"image": _plain_tensor(item["image"]), "label": _plain_tensor(item["label"])[:, 0],
-                "positive": positive}
+        labels = _plain_tensor(item["label"])  # (1, D, H, W)
+        return {"image": _plain_tensor(item["image"]), "label": labels[:, self.depth // 2],
+                "label_all": labels, "positive": positive}
 
 
 def _plain_tensor(x) -> torch.Tensor:

@@ -136,7 +136,8 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self._train_forward(batch["image"])
-        loss = self.loss_fn(logits, batch["label"])
+        target = batch["label_all"] if logits.ndim == 5 else batch["label"]  # all-slices models: (B,1,D,H,W)
+        loss = self.loss_fn(logits, target)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
         return loss
 
