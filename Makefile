@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.neurovit-installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-fast demo lint bench clean
+.PHONY: install test test-fast demo ablate-demo lint bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: install
 		--data.data_dir $(DEMO_DIR)/data --trainer.default_root_dir $(DEMO_DIR)/run
 	$(NEUROVIT) evaluate --pred $(DEMO_DIR)/run/predictions --gold $(DEMO_DIR)/data --out $(DEMO_DIR)/run/evaluation
 	$(NEUROVIT) baseline --data $(DEMO_DIR)/data --split val
+
+# 4 strategies × 2 seeds × 2 training fractions of the tiny model on synthetic data (CPU)
+ablate-demo: install
+	$(NEUROVIT) ablate --config experiments/ablation_demo.yaml
 
 lint: install
 	$(PY) -m ruff check neurovit tests

@@ -5,6 +5,8 @@
     neurovit info    F.swc [...]                node/branch/length counts of SWC files
     neurovit evaluate --pred DIR --gold DIR     voxel and reconstruction metrics, CSV/JSON tables
     neurovit baseline --data DIR                Frangi + Otsu masks and their Dice (non-learned reference)
+    neurovit ablate --config experiments/ablation.yaml
+                                                strategies × seeds × data fractions, tables and figures
     neurovit fit|validate|test|predict --config experiments/X.yaml [--key value ...]
                                                 train / evaluate with LightningCLI (see `neurovit fit --help`)
     neurovit predict --ckpt C --input STACK.tif|DIR --out DIR
@@ -243,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neurovit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub._parser_class = _FileArgsParser
-    for add in (_add_synth, _add_render, _add_info, _add_evaluate, _add_baseline):
+    from neurovit.ablate.cli import add_ablate_parser
+
+    for add in (_add_synth, _add_render, _add_info, _add_evaluate, _add_baseline, add_ablate_parser):
         add(sub)
     for cmd, what in zip(LIGHTNING_COMMANDS[:3], ("train a model", "validate a checkpoint on the val volumes",
                                                    "test a checkpoint on the test volumes")):

@@ -22,14 +22,14 @@ def robust_normalise(image: np.ndarray, lo: float = 1.0, hi: float = 99.8) -> np
 
 def save_preview(items: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, dpi: int = 110) -> Path:
     """PNG with one row per (name, image, mask): image MIP, mask MIP, and overlay side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(path)
     rows = max(1, len(items))
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(9, 3 * rows))  # no pyplot: the caller's backend (e.g. a notebook's) is untouched
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 3, squeeze=False)
     for r, (name, image, mask) in enumerate(items):
         img = robust_normalise(mip(image))
         msk = mip(mask) > 0
@@ -42,7 +42,6 @@ def save_preview(items: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
