@@ -43,3 +43,14 @@ def shared_morphologies() -> Path:
     if not SHARED_MORPHOLOGIES.is_dir() or not any(SHARED_MORPHOLOGIES.glob("*.swc")):
         pytest.skip("../shared/morphologies is not available")
     return SHARED_MORPHOLOGIES
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A 4-volume synthetic dataset (8 × 40 × 40; 2 train, 1 val, 1 test) shared read-only by the tests."""
+    from neurovit.data.synth import SynthConfig, synthesize_dataset
+
+    out = tmp_path_factory.mktemp("data") / "ds"
+    synthesize_dataset(out, SynthConfig(n_volumes=4, shape=(8, 40, 40), seed=1, split=(0.5, 0.25, 0.25)),
+                       progress=False)
+    return out

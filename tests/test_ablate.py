@@ -260,16 +260,6 @@ def test_tables_from_finished_cells(tmp_path):
 
 
 # --------------------------------------------------------------------------- figures
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    from neurovit.data.synth import SynthConfig, synthesize_dataset
-
-    out = tmp_path_factory.mktemp("abl") / "data"
-    synthesize_dataset(out, SynthConfig(n_volumes=4, shape=(8, 40, 40), seed=2, split=(0.5, 0.25, 0.25)),
-                       progress=False)
-    return out
-
-
 def test_figures_are_written(tmp_path, tiny_dataset):
     import matplotlib.image as mpimg
 

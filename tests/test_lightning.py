@@ -22,12 +22,9 @@ from neurovit.data.synth import SynthConfig, synthesize_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "ds"
-    synthesize_dataset(out, SynthConfig(n_volumes=4, shape=(8, 40, 40), seed=1, split=(0.5, 0.25, 0.25)),
-                       progress=False)
-    return out
+@pytest.fixture
+def dataset(tiny_dataset) -> Path:
+    return tiny_dataset
 
 
 def tiny_args(dataset: Path, root: Path, *extra: str) -> list[str]:
