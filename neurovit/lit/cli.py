@@ -10,6 +10,7 @@ prediction TIFFs + metric tables), `media` (WandbMedia: W&B images and tables), 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def run(argv: Sequence[str]) -> int:
     # Config files write ${trainer.x}; under a subcommand the full path is fit.trainer.x, so absolute
     # interpolation paths are made relative to the subcommand's config.
     jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    # `neurovit fit ...` hands its own argv to LightningCLI; sys.argv must keep them too (DDP re-launches
+    # the command for the other ranks from sys.argv), which LightningCLI would warn about on every run.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
         NeurovitCLI(SegmentationModule, NeuronDataModule, args=list(argv), seed_everything_default=0,
                     trainer_defaults=TRAINER_DEFAULTS, save_config_callback=RunConfig,
