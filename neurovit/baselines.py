@@ -12,10 +12,9 @@ def frangi_otsu(image: np.ndarray, sigmas: tuple[float, ...] = (1.0, 2.0),
     from scipy import ndimage
     from skimage.filters import frangi, threshold_otsu
 
-    img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, [1.0, 99.8])
-    img = np.clip((img - lo) / max(float(hi - lo), 1e-6), 0, 1)
-    img = ndimage.gaussian_filter(img, smoothing)
+    from neurovit.viz import robust_normalise
+
+    img = ndimage.gaussian_filter(robust_normalise(image, 1.0, 99.8), smoothing)
     ves = frangi(img, sigmas=list(sigmas), black_ridges=False)
     positive = ves[ves > 0]
     if positive.size == 0 or positive.min() == positive.max():

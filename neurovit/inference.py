@@ -29,12 +29,12 @@ def slice_blocks(volume: torch.Tensor, z0: int, z1: int, depth: int, offset: int
 
 def robust_normaliser(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int = 2_000_000) -> Callable:
     """x ↦ (x − p_lo) / (p_hi − p_lo) with percentiles of (a strided sample of) the volume."""
-    flat = np.asarray(volume).reshape(-1)
-    lo, hi = np.percentile(flat[:: max(1, flat.size // sample)], percentiles)
-    scale = float(max(hi - lo, 1e-6))
+    from neurovit.data.blocks import robust_range
+
+    lo, scale = robust_range(volume, percentiles, sample)
 
     def normalise(x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float32) - float(lo)) / scale
+        return (np.asarray(x, dtype=np.float32) - lo) / scale
 
     return normalise
 
@@ -89,13 +89,7 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
     for z0 in chunks:
         z1 = min(z0 + z_chunk, n_z)
         lo, hi = max(z0 - half, 0), min(z1 + half, n_z)
-        slab = volume[lo:hi]
-        if isinstance(slab, torch.Tensor):
-            slab = slab.detach().float()
-            if normalise is not None:
-                slab = torch.from_numpy(normalise(slab.cpu().numpy()))
-        else:
-            slab = torch.from_numpy(normalise(slab) if normalise is not None else np.asarray(slab, np.float32))
+        slab = _slab(volume, lo, hi, normalise)
         blocks = slice_blocks(slab.to(device), z0, z1, block_depth, offset=lo, n_z=n_z)
         logits = sliding_window_inference(blocks, roi, sw_batch_size, predictor, overlap=overlap, mode=blend,
                                           padding_mode="constant", cval=0.0)
@@ -104,6 +98,7 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
 
 
 def _slab(volume, lo: int, hi: int, normalise) -> torch.Tensor:
+    """Slices [lo, hi) of a tensor or (memory-mapped) array as float32, normalised when asked."""
     slab = volume[lo:hi]
     if isinstance(slab, torch.Tensor):
         slab = slab.detach().float()

@@ -17,13 +17,18 @@ import torch
 from neurovit.errors import NeurovitError
 
 
+def _existing_checkpoint(ckpt: str | Path) -> Path:
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise NeurovitError(f"checkpoint {ckpt} not found (runs write RUN/checkpoints/last.ckpt and best-*.ckpt)")
+    return ckpt
+
+
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
     """The SegmentationModule of a checkpoint written by `neurovit fit`, in eval mode on `device`."""
     from neurovit.lit.module import SegmentationModule
 
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise NeurovitError(f"checkpoint {ckpt} not found (runs write RUN/checkpoints/last.ckpt and best-*.ckpt)")
+    ckpt = _existing_checkpoint(ckpt)
     try:
         module = SegmentationModule.load_from_checkpoint(ckpt, map_location=device, weights_only=False)
     except TypeError as exc:
@@ -110,8 +115,7 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
 
 def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", **kwargs) -> list[dict]:
     """Predict every input stack with the checkpoint's model; returns one record per stack."""
-    if not Path(ckpt).is_file():
-        raise NeurovitError(f"checkpoint {ckpt} not found (runs write RUN/checkpoints/last.ckpt and best-*.ckpt)")
+    _existing_checkpoint(ckpt)  # before listing inputs: a wrong checkpoint is the likelier mistake
     files = list_inputs(inputs)
     module = load_model(ckpt, resolve_device(device))
     module.ckpt_path = str(ckpt)

@@ -17,6 +17,13 @@ from torch.utils.data import Dataset, Sampler
 from neurovit.errors import DatasetError
 
 
+def robust_range(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int = 2_000_000) -> tuple[float, float]:
+    """(p_lo, p_hi − p_lo) of a strided sample of at most ~`sample` voxels: x ↦ (x − p_lo) / (p_hi − p_lo)."""
+    flat = np.asarray(volume).reshape(-1)
+    lo, hi = np.percentile(flat[:: max(1, flat.size // sample)], percentiles)
+    return float(lo), float(max(hi - lo, 1e-6))
+
+
 class Volume:
     """An image/label pair opened lazily (memory-mapped), with robust intensity normalisation.
 
@@ -36,10 +43,7 @@ class Volume:
         if img.size == 0:
             raise DatasetError(f"{name}: empty image {self.image_path}")
         self.shape = tuple(int(s) for s in img.shape)
-        flat = img.reshape(-1)
-        step = max(1, flat.size // sample_voxels)
-        lo, hi = np.percentile(flat[::step], percentiles)
-        self.offset, self.scale = float(lo), float(max(hi - lo, 1e-6))
+        self.offset, self.scale = robust_range(img, percentiles, sample_voxels)
         self.foreground = np.flatnonzero(np.asarray(lab).reshape(-1) > 0)
         self._img = self._lab = None
 

@@ -15,6 +15,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 
+def _epoch_due(trainer: L.Trainer, every_n_epochs: int) -> bool:
+    """True on every n-th epoch (1-based) and on the last one; never during the sanity check."""
+    if trainer.sanity_checking:
+        return False
+    last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
+    return last or (trainer.current_epoch + 1) % max(1, every_n_epochs) == 0
+
+
 class TransferInit(L.Callback):
     """Initialise the network's encoder from a 2D ViT before fitting (skipped when resuming).
 
@@ -84,10 +92,7 @@ class ValidationWriter(L.Callback):
         return Path(self.dirpath or trainer.default_root_dir)
 
     def _due(self, trainer) -> bool:
-        if trainer.sanity_checking:
-            return False
-        last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
-        return last or (trainer.current_epoch + 1) % max(1, self.every_n_epochs) == 0
+        return _epoch_due(trainer, self.every_n_epochs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.rows = []
@@ -213,10 +218,7 @@ class ReconstructionCallback(L.Callback):
         self.rows: list[dict] = []
 
     def _due(self, trainer) -> bool:
-        if trainer.sanity_checking:
-            return False
-        last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
-        return last or (trainer.current_epoch + 1) % max(1, self.every_n_epochs) == 0
+        return _epoch_due(trainer, self.every_n_epochs)
 
     def _gold_swc(self, trainer, name: str):
         ds = getattr(getattr(trainer, "datamodule", None), "dataset", None)
