@@ -223,6 +223,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: the model's)")
+    p.add_argument("--z-stride", type=int, default=None,
+                   help="all-slices models: slices between block centres (default: the model's, else D // 2 + 1)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on recent GPUs)")
     p.set_defaults(func=_run_predict)
 
@@ -232,7 +234,7 @@ def _run_predict(args) -> int:
 
     run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
                 trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap,
-                sw_batch_size=args.batch_size, bf16=args.bf16)
+                sw_batch_size=args.batch_size, z_stride=args.z_stride, bf16=args.bf16)
     return 0
 
 

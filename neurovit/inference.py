@@ -82,11 +82,7 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.
         return _predict_all_slices(predictor, volume, result, block_depth=block_depth, roi=roi, overlap=overlap,
                                    sw_batch_size=sw_batch_size, z_chunk=z_chunk, blend=blend, z_stride=z_stride,
                                    normalise=normalise, device=device, progress=progress)
-    chunks = range(0, n_z, z_chunk)
-    if progress:
-        from tqdm.auto import tqdm
-        chunks = tqdm(chunks, desc="predict", unit="chunk", leave=False)
-    for z0 in chunks:
+    for z0 in _maybe_progress(range(0, n_z, z_chunk), progress):
         z1 = min(z0 + z_chunk, n_z)
         lo, hi = max(z0 - half, 0), min(z1 + half, n_z)
         slab = _slab(volume, lo, hi, normalise)
@@ -108,20 +104,21 @@ def _slab(volume, lo: int, hi: int, normalise) -> torch.Tensor:
 
 def _predict_all_slices(predictor, volume, result, *, block_depth: int, roi, overlap: float, sw_batch_size: int,
                         z_chunk: int, blend: str, z_stride: int | None, normalise, device, progress: bool):
-    """All-slices models: blocks every `z_stride` slices, overlapping slice predictions averaged with weights."""
+    """All-slices models: blocks every `z_stride` slices, overlapping slice predictions averaged with weights.
+
+    Weighted sums accumulate in `result` itself; a slice is divided by its weight sum as soon as no later
+    block covers it, so memory holds one group of blocks, not a second volume-sized buffer.
+    """
     n_z, half = int(volume.shape[0]), block_depth // 2
     stride = max(1, min(z_stride or half + 1, block_depth))
     centres = list(range(0, n_z, stride))
     if centres[-1] + half < n_z - 1:
         centres.append(n_z - 1)
-    weights = torch.tensor([1.0 + min(d, block_depth - 1 - d) for d in range(block_depth)])
-    acc = np.zeros(tuple(volume.shape), dtype=np.float32)
+    weights = [1.0 + min(d, block_depth - 1 - d) for d in range(block_depth)]
     wsum = np.zeros(n_z, dtype=np.float32)
     groups = [centres[i:i + z_chunk] for i in range(0, len(centres), z_chunk)]
-    if progress:
-        from tqdm.auto import tqdm
-        groups = tqdm(groups, desc="predict", unit="chunk", leave=False)
-    for group in groups:
+    started = finished = 0  # slices [0, started) hold partial sums; [0, finished) are final
+    for gi, group in enumerate(_maybe_progress(groups, progress)):
         lo, hi = max(group[0] - half, 0), min(group[-1] + half + 1, n_z)
         slab = _slab(volume, lo, hi, normalise).to(device)
         zs = torch.tensor(group)[:, None] + torch.arange(block_depth) - half
@@ -132,8 +129,23 @@ def _predict_all_slices(predictor, volume, result, *, block_depth: int, roi, ove
         for i, c in enumerate(group):
             for d in range(block_depth):
                 z = c - half + d
-                if 0 <= z < n_z:
-                    acc[z] += float(weights[d]) * prob[i, d]
-                    wsum[z] += float(weights[d])
-    result[:] = acc / wsum[:, None, None]
+                if not 0 <= z < n_z:
+                    continue
+                if z >= started:
+                    result[z] = 0.0
+                    started = z + 1
+                result[z] += weights[d] * prob[i, d]
+                wsum[z] += weights[d]
+        final = groups[gi + 1][0] - half if gi + 1 < len(groups) else n_z
+        for z in range(finished, min(final, started)):
+            result[z] /= wsum[z]
+        finished = max(finished, min(final, started))
     return result
+
+
+def _maybe_progress(items, progress: bool, desc: str = "predict"):
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="chunk", leave=False)

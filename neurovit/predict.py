@@ -61,7 +61,8 @@ def list_inputs(path: str | Path) -> list[Path]:
 
 def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float = 0.5, save: str = "prob",
                   trace: bool = True, voxel_size=None, progress: bool = True, overlap: float | None = None,
-                  sw_batch_size: int | None = None, z_chunk: int | None = None, bf16: bool = False) -> dict:
+                  sw_batch_size: int | None = None, z_chunk: int | None = None, z_stride: int | None = None,
+                  bf16: bool = False) -> dict:
     """Predict one stack; writes NAME_prob.tif and/or NAME_mask.tif and NAME.swc; returns what it wrote."""
     import tifffile
 
@@ -85,6 +86,7 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
                        overlap=h.sw_overlap if overlap is None else overlap,
                        sw_batch_size=h.sw_batch_size if sw_batch_size is None else sw_batch_size,
                        z_chunk=h.z_chunk if z_chunk is None else z_chunk, normalise=robust_normaliser(image),
+                       z_stride=h.get("z_stride") if z_stride is None else z_stride,
                        out=prob, progress=progress, autocast=torch.bfloat16 if bf16 else None)
         prob.flush()
     except BaseException:

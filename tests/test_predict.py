@@ -104,6 +104,34 @@ def test_all_slices_models_cover_every_slice_once_averaged(n_z, stride):
     np.testing.assert_allclose(prob, torch.sigmoid(vol).numpy(), atol=1e-5)
 
 
+class _CentreIndexAllSlices(torch.nn.Module):
+    """Every slice of a block predicts its block's centre index (the input holds z in every voxel)."""
+
+    out_slices = "all"
+
+    def forward(self, x):
+        return x[:, :, 2:3].expand_as(x).clone()
+
+
+def test_all_slices_weighted_mean_streams_into_a_prefilled_output():
+    n_z, depth, stride = 9, 5, 3
+    vol = np.broadcast_to(np.arange(n_z, dtype=np.float32)[:, None, None], (n_z, 8, 8)).copy()
+    out = np.full(vol.shape, np.nan, dtype=np.float32)  # e.g. a reused buffer: nothing of it may survive
+    predict_volume(_CentreIndexAllSlices(), vol, block_depth=depth, roi_size=8, z_stride=stride, z_chunk=1, out=out)
+    # blocks centred at 0, 3, 6 (6 + 2 reaches the last slice); slice z gets sigmoid(c) from block c with weight 1 + min(d, D - 1 - d)
+    expected = np.zeros(n_z)
+    for z in range(n_z):
+        num = den = 0.0
+        for c in (0, 3, 6):
+            d = z - c + depth // 2
+            if 0 <= d < depth:
+                w = 1 + min(d, depth - 1 - d)
+                num, den = num + w / (1 + np.exp(-c)), den + w
+        expected[z] = num / den
+    np.testing.assert_allclose(out[:, 4, 4], expected, rtol=1e-6)
+    assert not np.isnan(out).any()
+
+
 def test_blocks_carry_labels_of_every_slice(tmp_path):
     from neurovit.data.datamodule import NeuronDataModule
 

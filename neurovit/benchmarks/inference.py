@@ -1,15 +1,22 @@
 """Benchmark: whole-volume inference (`predict_volume`) vs the paper's naive stacked loop, and peak memory.
 
-1. Throughput (voxels/s) on a synthetic stack (default 64 × 512 × 512): the naive loop predicts every
-   centre slice block by block (one block per forward pass, non-overlapping tiles) and stacks the
-   results; `predict_volume` batches windows across slices (`--batch`) with overlap-blending. The naive
-   loop is timed on the first `--naive-slices` slices and its per-slice rate extrapolated (it is the same
-   work for every slice).
-2. Agreement: Dice of both against the labels of the demo volumes (same model), which must stay within 0.01.
-3. Peak memory (RSS growth, measured in a fresh process per size) of `neurovit predict`'s streamed path as
-   the stack grows: it should follow the output size, not several float32 copies of the stack.
+1. Throughput (voxels/s) on a synthetic stack (default 64 × 512 × 512, uint16): the naive loop predicts
+   every centre slice block by block (one block per forward pass, non-overlapping tiles, zero-padded edge
+   tiles) and stacks the results — timed on the first `--naive-slices` slices and extrapolated (it is the
+   same work for every slice). Against it: `predict_volume` with the same centre-slice model (windows
+   batched across slices) and with an all-slices model (a block every `z_stride` slices, overlapping slice
+   predictions averaged), each timed on the whole stack.
+2. Accuracy: Dice of every method against the labels of the demo dataset's held-out volumes (val + test),
+   the same checkpoints as in 1. "Equal accuracy" means a Dice no more than 0.01 below the naive loop's.
+3. Peak memory (RSS growth, measured in a fresh process per size) of the streamed path as the stack
+   grows: it should follow the output size, not several float32 copies of the stack.
 
-    python -m neurovit.benchmarks.inference [--ckpt demo_out/run/checkpoints/last.ckpt] [--shape 64 512 512]
+Checkpoints: `make demo` trains the centre-slice demo model, `make demo-allslices` the all-slices one
+(same data and recipe, `experiments/allslices.yaml`). Without them the script falls back to untrained
+models and prints speed only.
+
+    python -m neurovit.benchmarks.inference [--ckpt demo_out/run/checkpoints/last.ckpt]
+        [--allslices-ckpt demo_out/allslices/checkpoints/last.ckpt] [--shape 64 512 512] [--data demo_out/data]
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from neurovit.inference import predict_volume, robust_normaliser, slice_blocks
 @torch.inference_mode()
 def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise, n_slices: int | None = None):
     """The paper's procedure: for each slice z, each non-overlapping roi×roi tile of its centred block, one
-    forward pass; returns the stacked probabilities of the first `n_slices` slices."""
+    forward pass; returns the stacked probabilities of the first `n_slices` slices. All-slices models
+    contribute their centre-slice output."""
     n_z, ny, nx = volume.shape
     n_slices = n_z if n_slices is None else min(n_slices, n_z)
     out = np.zeros((n_slices, ny, nx), dtype=np.float32)
@@ -43,40 +51,47 @@ def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise,
                 tile = torch.zeros(depth, roi, roi)
                 part = block[:, y0:y0 + roi, x0:x0 + roi]
                 tile[:, : part.shape[1], : part.shape[2]] = part
-                prob = torch.sigmoid(net(tile[None, None]))[0, 0]
+                logits = net(tile[None, None])
+                logits = logits[:, :, depth // 2] if logits.ndim == 5 else logits
+                prob = torch.sigmoid(logits)[0, 0]
                 out[z, y0:y0 + roi, x0:x0 + roi] = prob[: part.shape[1], : part.shape[2]].numpy()
     return out
 
 
-def _model(ckpt: str | None, arch: str):
+def _model(ckpt: str | None, arch: str, out_slices: str = "center"):
+    """(net, description, trained?) — the checkpoint's network, or an untrained one of `arch`."""
     if ckpt and Path(ckpt).is_file():
         from neurovit.predict import load_model
 
-        m = load_model(ckpt, "cpu")
-        return m.net, f"checkpoint {ckpt}"
+        net = load_model(ckpt, "cpu").net
+        if getattr(net, "out_slices", "center") != out_slices:
+            raise SystemExit(f"{ckpt} is not an out_slices={out_slices!r} model")
+        return net, f"checkpoint {ckpt}", True
     from neurovit.models import SliceViT
 
     torch.manual_seed(0)
-    return SliceViT(arch=arch).eval(), f"untrained {arch} (no checkpoint; accuracy check skipped)"
+    return SliceViT(arch=arch, out_slices=out_slices).eval(), f"untrained {arch} ({ckpt} not found)", False
 
 
-def _memory_child(shape: tuple[int, int, int], ckpt: str | None, arch: str) -> None:
+def _memory_child(shape: tuple[int, int, int], ckpt: str | None, arch: str, batch: int, kind: str) -> None:
     """Runs in a fresh process: predict a stack of `shape` through the streamed path, print RSS growth."""
     import tempfile
     import threading
 
     import tifffile
 
-    net, _ = _model(ckpt, arch)
+    net, _, _ = _model(ckpt, arch, kind)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.tif"
-        tifffile.imwrite(src, rng.integers(90, 400, size=shape, dtype=np.uint16))
-        from neurovit.data.tiff import read_stack
+        from neurovit.data.tiff import read_stack, write_stack
+
+        write_stack(src, rng.integers(90, 400, size=shape, dtype=np.uint16))
 
         image = read_stack(src)
         out = tifffile.memmap(Path(tmp) / "out.tif", shape=shape, dtype=np.float32)
-        net(torch.zeros(16, 1, net.block_depth, net.img_size, net.img_size))  # warm-up: allocator, kernels
+        with torch.inference_mode():
+            net(torch.zeros(batch, 1, net.block_depth, net.img_size, net.img_size))  # warm-up: kernels
         before = _rss_mib()
         peak = [before]
         done = threading.Event()
@@ -89,7 +104,7 @@ def _memory_child(shape: tuple[int, int, int], ckpt: str | None, arch: str) -> N
         watcher = threading.Thread(target=sample, daemon=True)
         watcher.start()
         with torch.inference_mode():
-            predict_volume(net, image, block_depth=net.block_depth, roi_size=net.img_size, sw_batch_size=16,
+            predict_volume(net, image, block_depth=net.block_depth, roi_size=net.img_size, sw_batch_size=batch,
                            z_chunk=4, normalise=robust_normaliser(image), out=out)
         out.flush()
         done.set()
@@ -105,82 +120,104 @@ def _rss_mib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", default="demo_out/run/checkpoints/last.ckpt")
-    ap.add_argument("--arch", default="neurovit_tiny_patch16")
+    ap.add_argument("--ckpt", default="demo_out/run/checkpoints/last.ckpt", help="centre-slice model")
+    ap.add_argument("--allslices-ckpt", default="demo_out/allslices/checkpoints/last.ckpt",
+                    help="all-slices model (out_slices: all)")
+    ap.add_argument("--arch", default="neurovit_tiny_patch16", help="architecture of the untrained fallbacks")
     ap.add_argument("--shape", nargs=3, type=int, default=(64, 512, 512))
-    ap.add_argument("--naive-slices", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--overlap", type=float, default=0.25)
+    ap.add_argument("--naive-slices", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=32, help="windows per forward pass of predict_volume")
+    ap.add_argument("--overlap", type=float, default=0.0, help="in-plane window overlap of predict_volume")
+    ap.add_argument("--strides", nargs="+", type=int, default=[3, 5], help="z strides of the all-slices model")
     ap.add_argument("--data", default="demo_out/data", help="dataset for the accuracy check")
-    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[16, 32, 64], help="slices of 256x256 stacks")
+    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[32, 64, 128], help="slices of the memory stacks")
+    ap.add_argument("--memory-side", type=int, default=256, help="Y = X of the memory stacks")
     ap.add_argument("--memory-child", nargs=3, type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-model", choices=("center", "all"), default="all", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        _memory_child(tuple(args.memory_child), args.ckpt, args.arch)
+        kind = args.memory_model
+        _memory_child(tuple(args.memory_child), args.ckpt if kind == "center" else args.allslices_ckpt, args.arch,
+                      args.batch, kind)
         return
-    net, what = _model(args.ckpt, args.arch)
-    depth, roi = net.block_depth, net.img_size
-    print(f"model: {what}; block {depth}x{roi}x{roi}; torch threads {torch.get_num_threads()}")
+    centre, what_c, trained_c = _model(args.ckpt, args.arch)
+    allnet, what_a, trained_a = _model(args.allslices_ckpt, args.arch, "all")
+    depth, roi = centre.block_depth, centre.img_size
+    print(f"centre-slice model: {what_c}\nall-slices model:   {what_a}\nblock {depth}x{roi}x{roi}; "
+          f"torch threads {torch.get_num_threads()}; batch {args.batch}; in-plane overlap {args.overlap}")
+
+    def fast(net, vol, norm, stride=None):
+        return predict_volume(net, vol, block_depth=depth, roi_size=roi, overlap=args.overlap,
+                              sw_batch_size=args.batch, z_chunk=8, normalise=norm, z_stride=stride)
+
+    methods = [("predict_volume, same centre-slice model", centre, None)]
+    methods += [(f"predict_volume, all-slices model, z stride {s}", allnet, s) for s in args.strides]
+
     rng = np.random.default_rng(0)
     vol = rng.integers(90, 400, size=tuple(args.shape), dtype=np.uint16)
     norm = robust_normaliser(vol)
     n_vox = int(np.prod(args.shape))
-
     t0 = time.perf_counter()
-    naive_stacked_loop(net, vol, depth, roi, norm, args.naive_slices)
+    naive_stacked_loop(centre, vol, depth, roi, norm, args.naive_slices)
     t_naive = (time.perf_counter() - t0) / args.naive_slices * args.shape[0]
     print(f"\n1. whole-volume inference, stack {tuple(args.shape)} (z, y, x), CPU")
-    print(f"   naive stacked loop (batch 1, no overlap): {n_vox / t_naive / 1e3:9.1f} kvoxel/s "
-          f"({t_naive:.0f} s, extrapolated from {args.naive_slices} slices)")
-    for overlap in sorted({args.overlap, 0.0}, reverse=True):
+    print(f"   {'naive stacked loop (batch 1, no overlap)':<52}{n_vox / t_naive / 1e3:9.1f} kvoxel/s "
+          f"{t_naive:6.1f} s  1.00x  (extrapolated from {args.naive_slices} slices)")
+    for label, net, stride in methods:
         t0 = time.perf_counter()
         with torch.inference_mode():
-            predict_volume(net, vol, block_depth=depth, roi_size=roi, overlap=overlap, sw_batch_size=args.batch,
-                           z_chunk=8, normalise=norm)
-        t_fast = time.perf_counter() - t0
-        print(f"   predict_volume (batch {args.batch}, overlap {overlap}): {n_vox / t_fast / 1e3:9.1f} kvoxel/s "
-              f"({t_fast:.0f} s) = {t_naive / t_fast:.2f}x the naive loop")
-    from neurovit.models import SliceViT
-
-    torch.manual_seed(0)
-    allnet = SliceViT(arch=args.arch, block_depth=depth, img_size=roi, out_slices="all").eval()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        predict_volume(allnet, vol, block_depth=depth, roi_size=roi, overlap=0.0,
-                       sw_batch_size=args.batch, z_chunk=8, normalise=norm)
-    t_all = time.perf_counter() - t0
-    print(f"   all-slices model, blocks every {depth // 2 + 1} slices, overlap 0 (speed only, untrained): "
-          f"{n_vox / t_all / 1e3:9.1f} kvoxel/s ({t_all:.0f} s) = {t_naive / t_all:.2f}x the naive loop")
+            fast(net, vol, norm, stride)
+        t = time.perf_counter() - t0
+        print(f"   {label:<52}{n_vox / t / 1e3:9.1f} kvoxel/s {t:6.1f} s  {t_naive / t:.2f}x")
 
     data = Path(args.data)
-    if "checkpoint" in what and (data / "dataset.yaml").is_file():
+    if trained_c and (data / "dataset.yaml").is_file():
         from neurovit.data.folder import open_dataset
         from neurovit.data.tiff import read_stack
         from neurovit.metrics import dice
 
         ds = open_dataset(data)
-        d_naive, d_fast = [], []
-        for r in ds.volumes("val"):
+        records = ds.volumes("val") + ds.volumes("test")
+        rows = {"naive stacked loop, centre-slice model": ("naive", centre, None)}
+        if trained_a:
+            rows["naive stacked loop, all-slices model (centre output)"] = ("naive", allnet, None)
+        rows.update({label: ("fast", net, s) for label, net, s in methods if trained_a or net is centre})
+        scores: dict[str, list[float]] = {k: [] for k in rows}
+        for r in records:
             img, lab = read_stack(r.image), read_stack(r.label) > 0
             nm = robust_normaliser(img)
-            d_naive.append(dice(naive_stacked_loop(net, img, depth, roi, nm) > 0.5, lab))
-            fast = predict_volume(net, img, block_depth=depth, roi_size=roi, overlap=args.overlap,
-                                  sw_batch_size=args.batch, normalise=nm)
-            d_fast.append(dice(fast > 0.5, lab))
-        print(f"\n2. accuracy on {len(d_fast)} demo validation volumes: Dice naive {np.mean(d_naive):.4f}, "
-              f"predict_volume {np.mean(d_fast):.4f} (difference {np.mean(d_fast) - np.mean(d_naive):+.4f})")
+            for label, (kind, net, stride) in rows.items():
+                with torch.inference_mode():
+                    prob = naive_stacked_loop(net, img, depth, roi, nm) if kind == "naive" else fast(net, img, nm, stride)
+                scores[label].append(dice(prob > 0.5, lab))
+        ref = float(np.mean(scores["naive stacked loop, centre-slice model"]))
+        print(f"\n2. accuracy: mean Dice on {len(records)} held-out demo volumes (val + test) of {data}")
+        for label, s in scores.items():
+            print(f"   {label:<52} Dice {np.mean(s):.4f}  ({np.mean(s) - ref:+.4f} vs the naive loop)  "
+                  + " ".join(f"{v:.3f}" for v in s))
+    else:
+        print("\n2. accuracy: skipped (needs the trained demo checkpoints and dataset: make demo demo-allslices)")
 
-    print("\n3. peak memory growth of streamed prediction (fresh process per size)")
-    for z in args.memory_sizes:
-        shape = (z, 256, 256)
-        cmd = [sys.executable, "-m", "neurovit.benchmarks.inference", "--memory-child", *map(str, shape),
-               "--ckpt", str(args.ckpt), "--arch", args.arch]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        growth = json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"]
-        out_mib = np.prod(shape) * 4 / 2**20
-        print(f"   stack {shape}: input {np.prod(shape) * 2 / 2**20:6.1f} MiB, output {out_mib:6.1f} MiB, "
-              f"RSS growth {growth:7.1f} MiB ({growth / out_mib:.2f}x the output)")
-
+    print("\n3. peak memory growth of streamed prediction (fresh process per size; glibc's mmap threshold fixed\n"
+          "   so that freed buffers leave RSS at once and the sampled peak is the live peak)")
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    for kind in ("center", "all"):
+        outs, growths = [], []
+        for z in args.memory_sizes:
+            shape = (z, args.memory_side, args.memory_side)
+            cmd = [sys.executable, "-m", "neurovit.benchmarks.inference", "--memory-child", *map(str, shape),
+                   "--memory-model", kind, "--ckpt", str(args.ckpt), "--allslices-ckpt", str(args.allslices_ckpt),
+                   "--arch", args.arch, "--batch", str(args.batch)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            growths.append(json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"])
+            outs.append(np.prod(shape) * 4 / 2**20)
+            print(f"   {kind + '-slice model' if kind == 'center' else 'all-slices model'}, stack {shape}: input "
+                  f"{np.prod(shape) * 2 / 2**20:6.1f} MiB, output {outs[-1]:6.1f} MiB, RSS growth {growths[-1]:7.1f} MiB")
+        if len(outs) >= 2:
+            slope, intercept = np.polyfit(outs, growths, 1)
+            print(f"   → growth = {intercept:.0f} MiB + {slope:.2f} x output")
+    print("   (constant: one batch of windows' activations; slope: the memory-mapped output pages plus the\n"
+          "   memory-mapped input's, 0.5x for uint16; each float32 copy of the stack would add 1x)")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@
    against the tiny model's training rate — the loader must not be the bottleneck.
 On a GPU the model FLOPs utilisation (achieved FLOP/s ÷ the device's bf16 peak) is printed too.
 
-    python -m neurovit.benchmarks.train [--sizes tiny small base] [--batch 8] [--steps 3] [--device cpu]
+    python -m neurovit.benchmarks.train [--sizes tiny small base] [--batch 8] [--steps 5] [--device cpu]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from neurovit.models import SliceViT
@@ -58,7 +59,7 @@ def flops_per_block(net: torch.nn.Module, depth: int, size: int) -> float:
 
 
 def train_rate(net: torch.nn.Module, batch: int, depth: int, size: int, steps: int, device, precision: str) -> float:
-    """Blocks per second of full training steps (after one warm-up step)."""
+    """Blocks per second of full training steps: batch ÷ the median step time (after one warm-up step)."""
     from monai.losses import DiceCELoss
 
     net = net.to(device).train()
@@ -75,15 +76,19 @@ def train_rate(net: torch.nn.Module, batch: int, depth: int, size: int, steps: i
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up: allocator, kernels, optimizer state
+    times = []
     for _ in range(steps):
+        sync()
+        t0 = time.perf_counter()
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t0)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.median(times))
 
 
 def data_rate(workers: int, batches: int, depth: int, size: int, batch: int) -> float:
@@ -112,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "small", "base"], choices=list(SIZES))
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (the median counts)")
     ap.add_argument("--depth", type=int, default=5)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--device", default="auto")

@@ -66,6 +66,7 @@ class SegmentationModule(L.LightningModule):
             the patch/position embeddings decay^(n + 1); 1.0 = off.
         threshold: probability threshold for the binary masks the metrics use.
         sw_overlap, sw_batch_size, z_chunk: whole-volume sliding-window inference settings.
+        z_stride: slices between block centres for all-slices nets (None: D // 2 + 1; D: no z overlap).
         compile: run the training forward pass through `torch.compile` (weights and checkpoints unchanged).
     """
 
@@ -73,7 +74,7 @@ class SegmentationModule(L.LightningModule):
                  cldice_weight: float = 0.0, lr: float = 3e-4, weight_decay: float = 0.05,
                  warmup_steps: int = 50, schedule: Literal["cosine", "linear", "constant"] = "cosine",
                  layer_decay: float = 1.0, threshold: float = 0.5, sw_overlap: float = 0.25,
-                 sw_batch_size: int = 16, z_chunk: int = 8, compile: bool = False):
+                 sw_batch_size: int = 16, z_chunk: int = 8, z_stride: int | None = None, compile: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=[] if _made_by_cli() else ["net"])
         self.net = net
@@ -125,7 +126,7 @@ class SegmentationModule(L.LightningModule):
         h = self.hparams
         prob = predict_volume(self.net, volume.to(self.device), block_depth=self.block_depth,
                               roi_size=self.roi_size, overlap=h.sw_overlap, sw_batch_size=h.sw_batch_size,
-                              z_chunk=h.z_chunk, progress=progress)
+                              z_chunk=h.z_chunk, z_stride=h.get("z_stride"), progress=progress)
         return torch.from_numpy(prob)
 
     # ------------------------------------------------------------------ steps

@@ -1,0 +1,48 @@
+"""The benchmark scripts: the naive baseline is the paper's procedure, and the scripts run end to end."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from neurovit.benchmarks import inference as bench_inference
+from neurovit.inference import predict_volume
+
+
+class _MeanOfBlock(torch.nn.Module):
+    """Centre-slice logits = the mean over the block's slices (depends on every slice, so z-offsets matter)."""
+
+    def forward(self, x):  # (B, 1, D, H, W) → (B, 1, H, W)
+        return x.mean(dim=2)
+
+
+def test_naive_loop_equals_predict_volume_when_tiles_fit():
+    vol = np.random.default_rng(0).normal(size=(7, 32, 48)).astype(np.float32)
+    ident = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    naive = bench_inference.naive_stacked_loop(_MeanOfBlock(), vol, 5, 16, ident)
+    fast = predict_volume(_MeanOfBlock(), vol, block_depth=5, roi_size=16, overlap=0.0, sw_batch_size=8)
+    np.testing.assert_allclose(naive, fast, atol=1e-6)
+    # only the first n slices when asked
+    assert bench_inference.naive_stacked_loop(_MeanOfBlock(), vol, 5, 16, ident, n_slices=2).shape == (2, 32, 48)
+
+
+def test_naive_loop_zero_pads_the_last_tile():
+    vol = np.ones((5, 20, 20), np.float32)
+    naive = bench_inference.naive_stacked_loop(_MeanOfBlock(), vol, 5, 16, lambda a: a)
+    # a tile is predicted whole, edge pixels see their own values (the model is pointwise here): all sigmoid(1)
+    np.testing.assert_allclose(naive, 1 / (1 + np.exp(-1.0)), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_inference_benchmark_runs_and_prints_ratios(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["inference", "--ckpt", str(tmp_path / "none.ckpt"),
+                                      "--allslices-ckpt", str(tmp_path / "none.ckpt"), "--shape", "6", "100", "100",
+                                      "--naive-slices", "1", "--batch", "4", "--strides", "5",
+                                      "--memory-sizes", "2", "4", "--memory-side", "100", "--data", str(tmp_path)])
+    bench_inference.main()
+    out = capsys.readouterr().out
+    assert "naive stacked loop" in out and "1.00x" in out
+    assert out.count("x\n") >= 2  # a ratio on each predict_volume row
+    assert "accuracy: skipped" in out
+    assert "growth =" in out and "x output" in out
