@@ -62,8 +62,11 @@ def list_inputs(path: str | Path) -> list[Path]:
 def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float = 0.5, save: str = "prob",
                   trace: bool = True, voxel_size=None, progress: bool = True, overlap: float | None = None,
                   sw_batch_size: int | None = None, z_chunk: int | None = None, z_stride: int | None = None,
-                  bf16: bool = False) -> dict:
-    """Predict one stack; writes NAME_prob.tif and/or NAME_mask.tif and NAME.swc; returns what it wrote."""
+                  bf16: bool = False, net=None) -> dict:
+    """Predict one stack; writes NAME_prob.tif and/or NAME_mask.tif and NAME.swc; returns what it wrote.
+
+    `net` replaces `module.net` for the forward passes (e.g. a `torch.compile`d copy shared by many stacks).
+    """
     import tifffile
 
     from neurovit.data.tiff import read_stack, read_voxel_size, write_stack
@@ -82,7 +85,7 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
     prob = tifffile.memmap(tmp, shape=image.shape, dtype=np.float32, imagej=True,
                            resolution=(1.0 / vs[2], 1.0 / vs[1]), metadata={"axes": "ZYX", "spacing": vs[0], "unit": "um"})
     try:
-        predict_volume(module.net, image, block_depth=module.block_depth, roi_size=module.roi_size,
+        predict_volume(module.net if net is None else net, image, block_depth=module.block_depth, roi_size=module.roi_size,
                        overlap=h.sw_overlap if overlap is None else overlap,
                        sw_batch_size=h.sw_batch_size if sw_batch_size is None else sw_batch_size,
                        z_chunk=h.z_chunk if z_chunk is None else z_chunk, normalise=robust_normaliser(image),
@@ -115,15 +118,20 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
     return written
 
 
-def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", **kwargs) -> list[dict]:
-    """Predict every input stack with the checkpoint's model; returns one record per stack."""
+def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = False, **kwargs) -> list[dict]:
+    """Predict every input stack with the checkpoint's model; returns one record per stack.
+
+    compile: run the network through `torch.compile`, compiled once for all stacks (the first pays the
+    compilation, about a minute on a CPU; worth it for large or many stacks).
+    """
     _existing_checkpoint(ckpt)  # before listing inputs: a wrong checkpoint is the likelier mistake
     files = list_inputs(inputs)
     module = load_model(ckpt, resolve_device(device))
     module.ckpt_path = str(ckpt)
+    net = torch.compile(module.net) if compile else None
     results = []
     for f in files:
-        results.append(predict_stack(module, f, Path(out_dir), **kwargs))
+        results.append(predict_stack(module, f, Path(out_dir), net=net, **kwargs))
         r = results[-1]
         print(f"{f.name}: {tuple(r['shape'])} in {r['seconds']:.1f} s → "
               + ", ".join(str(r[k]) for k in ("prob", "mask", "swc") if k in r), flush=True)

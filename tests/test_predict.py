@@ -78,6 +78,30 @@ def test_predict_awkward_stacks(checkpoint, tmp_path, shape, traced, capsys):
     assert "odd.tif" in capsys.readouterr().out
 
 
+def test_predict_compile_compiles_once_for_all_stacks(checkpoint, tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(net, **kwargs):  # stands in for torch.compile (a real compile takes a minute on CPU)
+        calls = []
+
+        def wrapped(x):
+            calls.append(x.shape)
+            return net(x)
+
+        wrapped.calls = calls
+        compiled.append(wrapped)
+        return wrapped
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        write_stack(tmp_path / "in" / f"{name}.tif", rng.integers(100, 400, size=(3, 40, 40)).astype(np.uint16))
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", "--no-trace", "--compile", "--z-stride", "2"]) == 0
+    assert len(compiled) == 1 and len(compiled[0].calls) >= 2  # one compiled network served both stacks
+    assert (tmp_path / "out" / "a_prob.tif").is_file() and (tmp_path / "out" / "b_prob.tif").is_file()
+
+
 def test_predict_errors_are_clear(checkpoint, tmp_path, capsys):
     rc = main(["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(tmp_path), "--out", str(tmp_path)])
     assert rc == 2 and "none.ckpt not found" in capsys.readouterr().err
@@ -130,6 +154,27 @@ def test_all_slices_weighted_mean_streams_into_a_prefilled_output():
         expected[z] = num / den
     np.testing.assert_allclose(out[:, 4, 4], expected, rtol=1e-6)
     assert not np.isnan(out).any()
+
+
+def test_module_z_stride_sets_the_number_of_blocks():
+    from neurovit.lit.module import SegmentationModule
+
+    class Counting(_IdentityAllSlices):
+        block_depth, img_size = 5, 16
+
+        def __init__(self):
+            super().__init__()
+            self.blocks = 0
+
+        def forward(self, x):
+            self.blocks += len(x)
+            return x
+
+    vol = torch.randn(10, 16, 16)
+    for stride, centres in ((5, 3), (3, 4), (None, 4), (1, 10)):  # None: D // 2 + 1 = 3; 5: 0, 5 and 9
+        net = Counting()
+        SegmentationModule(net, z_stride=stride).predict_probabilities(vol)
+        assert net.blocks == centres, stride
 
 
 def test_blocks_carry_labels_of_every_slice(tmp_path):
