@@ -46,3 +46,17 @@ def test_inference_benchmark_runs_and_prints_ratios(tmp_path, monkeypatch, capsy
     assert out.count("x\n") >= 2  # a ratio on each predict_volume row
     assert "accuracy: skipped" in out
     assert "growth =" in out and "x output" in out
+
+
+@pytest.mark.slow
+def test_train_benchmark_runs_and_prints_ratios(monkeypatch, capsys):
+    from neurovit.benchmarks import train as bench_train
+
+    monkeypatch.setattr(sys, "argv", ["train", "--sizes", "tiny", "--unfused", "tiny", "--batch", "2", "--steps", "1",
+                                      "--size", "32", "--workers", "0"])
+    bench_train.main()
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("SliceViT", "MONAI"))]
+    assert len(rows) == 3 and rows[-1].endswith("1.00x")  # UNETR is its own baseline
+    assert "eager-attn" in rows[1]
+    assert "0 workers:" in out and "tiny model's training rate" in out

@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="windows per forward pass of predict_volume")
     ap.add_argument("--overlap", type=float, default=0.0, help="in-plane window overlap of predict_volume")
     ap.add_argument("--strides", nargs="+", type=int, default=[3, 5], help="z strides of the all-slices model")
+    ap.add_argument("--compile", action="store_true", help="also time the all-slices model under torch.compile "
+                    "(about a minute of compilation on a CPU, so not part of `make bench`)")
     ap.add_argument("--data", default="demo_out/data", help="dataset for the accuracy check")
     ap.add_argument("--memory-sizes", nargs="*", type=int, default=[32, 64, 128], help="slices of the memory stacks")
     ap.add_argument("--memory-side", type=int, default=256, help="Y = X of the memory stacks")
@@ -169,6 +171,20 @@ def main() -> None:
             fast(net, vol, norm, stride)
         t = time.perf_counter() - t0
         print(f"   {label:<52}{n_vox / t / 1e3:9.1f} kvoxel/s {t:6.1f} s  {t_naive / t:.2f}x")
+    if args.compile:  # torch.compile lever: compiled once (warm-up on a few slices), then the whole stack
+        stride = args.strides[0]
+        compiled = torch.compile(allnet)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            fast(compiled, vol[:16], norm, stride)  # two batch sizes: the second compile is shape-dynamic
+        t_compile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            fast(compiled, vol, norm, stride)
+        t = time.perf_counter() - t0
+        label = f"  + torch.compile (z stride {stride})"
+        print(f"   {label:<52}{n_vox / t / 1e3:9.1f} kvoxel/s {t:6.1f} s  {t_naive / t:.2f}x  "
+              f"(after {t_compile:.0f} s of compilation and warm-up)")
 
     data = Path(args.data)
     if trained_c and (data / "dataset.yaml").is_file():

@@ -91,6 +91,13 @@ def train_rate(net: torch.nn.Module, batch: int, depth: int, size: int, steps: i
     return batch / float(np.median(times))
 
 
+def _eager_attention(net: SliceViT) -> SliceViT:
+    """The same network with timm's eager attention (softmax(QKᵀ)V) instead of fused SDPA."""
+    for blk in net.encoder.blocks:
+        blk.attn.fused_attn = False
+    return net
+
+
 def data_rate(workers: int, batches: int, depth: int, size: int, batch: int) -> float:
     """Blocks per second from NeuronDataModule on a small synthetic dataset (made on the fly)."""
     import tempfile
@@ -123,6 +130,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: bf16 on GPU, fp32 on CPU")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--unfused", nargs="*", default=["small"], choices=list(SIZES),
+                    help="sizes also timed with eager (unfused) attention, to measure the SDPA lever")
     args = ap.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -131,14 +140,18 @@ def main() -> None:
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     print(f"device: {name}; precision {precision}; batch {args.batch} of {args.depth}x{args.size}x{args.size} "
           f"blocks; torch threads {torch.get_num_threads()}")
-    print(f"\n1. training throughput\n{'model':<26}{'blocks/s':>10}{'GFLOP/blk':>11}{'vs UNETR':>10}"
+    print(f"\n1. training throughput\n{'model':<30}{'blocks/s':>10}{'GFLOP/blk':>11}{'vs UNETR':>10}"
           + ("{:>8}".format("MFU") if peak else ""))
     tiny_rate = None
     for size in args.sizes:
         arch = SIZES[size]
         rates = {}
-        for label, build in (("SliceViT", lambda a=arch: SliceViT(arch=a, block_depth=args.depth, img_size=args.size)),
-                             ("MONAI UNETR", lambda a=arch: unetr_like(a, args.depth, args.size))):
+        builds = [("SliceViT", lambda a=arch: SliceViT(arch=a, block_depth=args.depth, img_size=args.size)),
+                  ("MONAI UNETR", lambda a=arch: unetr_like(a, args.depth, args.size))]
+        if size in args.unfused:  # the fused-attention lever: the same SliceViT with timm's eager attention
+            builds.insert(1, ("SliceViT eager-attn", lambda a=arch: _eager_attention(
+                SliceViT(arch=a, block_depth=args.depth, img_size=args.size))))
+        for label, build in builds:
             torch.manual_seed(0)
             net = build()
             fl = flops_per_block(net.to(device), args.depth, args.size)
@@ -147,7 +160,7 @@ def main() -> None:
         base_rate = rates["MONAI UNETR"][0]
         for label, (rate, fl) in rates.items():
             mfu = f"{3 * fl * rate / peak:8.1%}" if peak else ""
-            print(f"{label + ' ' + size:<26}{rate:>10.2f}{fl / 1e9:>11.2f}{rate / base_rate:>9.2f}x{mfu}")
+            print(f"{label + ' ' + size:<30}{rate:>10.2f}{fl / 1e9:>11.2f}{rate / base_rate:>9.2f}x{mfu}")
         if size == "tiny":
             tiny_rate = rates["SliceViT"][0]
     print("\n2. DataModule throughput (sampling + augmentation)")
