@@ -42,7 +42,7 @@ def robust_normaliser(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int =
 @torch.no_grad()
 def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], volume: torch.Tensor | np.ndarray, *,
                    block_depth: int, roi_size: int | tuple[int, int], overlap: float = 0.25,
-                   sw_batch_size: int = 16, z_chunk: int = 8, blend: str = "gaussian",
+                   sw_batch_size: int = 32, z_chunk: int = 8, blend: str = "gaussian",
                    normalise: Callable[[np.ndarray], np.ndarray] | None = None,
                    out: np.ndarray | None = None, progress: bool = False,
                    device: torch.device | str | None = None, autocast: torch.dtype | None = None,

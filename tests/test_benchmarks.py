@@ -39,7 +39,7 @@ def test_inference_benchmark_runs_and_prints_ratios(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "argv", ["inference", "--ckpt", str(tmp_path / "none.ckpt"),
                                       "--allslices-ckpt", str(tmp_path / "none.ckpt"), "--shape", "6", "100", "100",
                                       "--naive-slices", "1", "--batch", "4", "--strides", "5",
-                                      "--memory-sizes", "2", "4", "--memory-side", "100", "--data", str(tmp_path)])
+                                      "--memory-sizes", "4", "8", "--memory-side", "100", "--data", str(tmp_path)])
     bench_inference.main()
     out = capsys.readouterr().out
     assert "naive stacked loop" in out and "1.00x" in out

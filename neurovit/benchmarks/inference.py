@@ -2,21 +2,24 @@
 
 1. Throughput (voxels/s) on a synthetic stack (default 64 × 512 × 512, uint16): the naive loop predicts
    every centre slice block by block (one block per forward pass, non-overlapping tiles, zero-padded edge
-   tiles) and stacks the results — timed on the first `--naive-slices` slices and extrapolated (it is the
-   same work for every slice). Against it: `predict_volume` with the same centre-slice model (windows
-   batched across slices) and with an all-slices model (a block every `z_stride` slices, overlapping slice
-   predictions averaged), each timed on the whole stack.
+   tiles) and stacks the results. Against it: `predict_volume` with the same centre-slice model (windows
+   batched across slices, the last window shifted inside the image instead of zero-padded) and with an
+   all-slices model (a block every `z_stride` slices, overlapping slice predictions averaged). The
+   all-slices rows are timed on the whole stack; the two centre-slice rows do the same work for every
+   slice and are timed on the first `--naive-slices` / `--centre-slices` slices and extrapolated.
+   `--compile` adds a torch.compile row (not in `make bench`: about a minute of compilation on a CPU).
 2. Accuracy: Dice of every method against the labels of the demo dataset's held-out volumes (val + test),
    the same checkpoints as in 1. "Equal accuracy" means a Dice no more than 0.01 below the naive loop's.
-3. Peak memory (RSS growth, measured in a fresh process per size) of the streamed path as the stack
-   grows: it should follow the output size, not several float32 copies of the stack.
+3. Peak memory (RSS growth, measured in a fresh process per model) of the streamed path as the stack
+   grows, with a linear fit: it should follow the output size, not several float32 copies of the stack.
 
 Checkpoints: `make demo` trains the centre-slice demo model, `make demo-allslices` the all-slices one
-(same data and recipe, `experiments/allslices.yaml`). Without them the script falls back to untrained
-models and prints speed only.
+(same data and recipe + `experiments/allslices.yaml`, twice the epochs). Without them the script falls
+back to untrained models and prints speed only.
 
     python -m neurovit.benchmarks.inference [--ckpt demo_out/run/checkpoints/last.ckpt]
         [--allslices-ckpt demo_out/allslices/checkpoints/last.ckpt] [--shape 64 512 512] [--data demo_out/data]
+        [--compile]
 """
 
 from __future__ import annotations
@@ -73,43 +76,66 @@ def _model(ckpt: str | None, arch: str, out_slices: str = "center"):
     return SliceViT(arch=arch, out_slices=out_slices).eval(), f"untrained {arch} ({ckpt} not found)", False
 
 
-def _memory_child(shape: tuple[int, int, int], ckpt: str | None, arch: str, batch: int, kind: str) -> None:
-    """Runs in a fresh process: predict a stack of `shape` through the streamed path, print RSS growth."""
+def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: str, batch: int, overlap: float,
+                  kind: str) -> None:
+    """Runs in a fresh process (glibc's mmap threshold fixed by the parent, so freed buffers leave RSS at once):
+    predict a stack of each shape in turn through the streamed path; print the RSS growth of each, in MiB."""
     import tempfile
-    import threading
 
     import tifffile
 
+    from neurovit.data.tiff import read_stack, write_stack
+
     net, _, _ = _model(ckpt, arch, kind)
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in.tif"
-        from neurovit.data.tiff import read_stack, write_stack
+    with torch.inference_mode():
+        net(torch.zeros(batch, 1, net.block_depth, net.img_size, net.img_size))  # warm-up: kernels
+    growths = []
+    for shape in shapes:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "in.tif"
+            write_stack(src, rng.integers(90, 400, size=shape, dtype=np.uint16))
+            image = read_stack(src)
+            out = tifffile.memmap(Path(tmp) / "out.tif", shape=shape, dtype=np.float32)
 
-        write_stack(src, rng.integers(90, 400, size=shape, dtype=np.uint16))
+            def run(image=image, out=out) -> None:
+                with torch.inference_mode():
+                    predict_volume(net, image, block_depth=net.block_depth, roi_size=net.img_size,
+                                   sw_batch_size=batch, overlap=overlap, normalise=robust_normaliser(image), out=out)
+                out.flush()
 
-        image = read_stack(src)
-        out = tifffile.memmap(Path(tmp) / "out.tif", shape=shape, dtype=np.float32)
-        with torch.inference_mode():
-            net(torch.zeros(batch, 1, net.block_depth, net.img_size, net.img_size))  # warm-up: kernels
-        before = _rss_mib()
-        peak = [before]
-        done = threading.Event()
+            growths.append(_peak_rss_growth(run))
+            del out, image
+    print(json.dumps({"growth_mib": growths}))
 
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], _rss_mib())
-                time.sleep(0.005)
 
-        watcher = threading.Thread(target=sample, daemon=True)
-        watcher.start()
-        with torch.inference_mode():
-            predict_volume(net, image, block_depth=net.block_depth, roi_size=net.img_size, sw_batch_size=batch,
-                           z_chunk=4, normalise=robust_normaliser(image), out=out)
-        out.flush()
+def _peak_rss_growth(fn) -> float:
+    """Peak RSS while `fn()` runs (sampled every 5 ms) minus the RSS before, MiB."""
+    import threading
+
+    before = _rss_mib()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        fn()
+    finally:
         done.set()
         watcher.join()
-    print(json.dumps({"growth_mib": max(peak[0], _rss_mib()) - before}))
+    return max(peak[0], _rss_mib()) - before
+
+
+def _memory_shapes(args, kind: str) -> list[tuple[int, int, int]]:
+    """Stacks of the memory check; the centre-slice model (D/stride more forward passes) gets half the slices."""
+    sizes = args.memory_sizes if kind == "all" else [max(z // 2, 2) for z in args.memory_sizes]
+    return [(z, args.memory_side, args.memory_side) for z in sizes]
 
 
 def _rss_mib() -> float:
@@ -125,22 +151,24 @@ def main() -> None:
                     help="all-slices model (out_slices: all)")
     ap.add_argument("--arch", default="neurovit_tiny_patch16", help="architecture of the untrained fallbacks")
     ap.add_argument("--shape", nargs=3, type=int, default=(64, 512, 512))
-    ap.add_argument("--naive-slices", type=int, default=4)
+    ap.add_argument("--naive-slices", type=int, default=4, help="slices the naive loop is timed on")
+    ap.add_argument("--centre-slices", type=int, default=16,
+                    help="slices predict_volume with the centre-slice model is timed on (a multiple of its z chunk, 8)")
     ap.add_argument("--batch", type=int, default=32, help="windows per forward pass of predict_volume")
-    ap.add_argument("--overlap", type=float, default=0.0, help="in-plane window overlap of predict_volume")
+    ap.add_argument("--overlap", type=float, default=0.25,
+                    help="in-plane window overlap of predict_volume (default: neurovit predict's)")
     ap.add_argument("--strides", nargs="+", type=int, default=[3, 5], help="z strides of the all-slices model")
     ap.add_argument("--compile", action="store_true", help="also time the all-slices model under torch.compile "
                     "(about a minute of compilation on a CPU, so not part of `make bench`)")
     ap.add_argument("--data", default="demo_out/data", help="dataset for the accuracy check")
-    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[32, 64, 128], help="slices of the memory stacks")
+    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[32, 128, 256], help="slices of the memory stacks")
     ap.add_argument("--memory-side", type=int, default=256, help="Y = X of the memory stacks")
-    ap.add_argument("--memory-child", nargs=3, type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--memory-model", choices=("center", "all"), default="all", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", choices=("center", "all"), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        kind = args.memory_model
-        _memory_child(tuple(args.memory_child), args.ckpt if kind == "center" else args.allslices_ckpt, args.arch,
-                      args.batch, kind)
+        kind = args.memory_child
+        _memory_child(_memory_shapes(args, kind), args.ckpt if kind == "center" else args.allslices_ckpt,
+                      args.arch, args.batch, args.overlap, kind)
         return
     centre, what_c, trained_c = _model(args.ckpt, args.arch)
     allnet, what_a, trained_a = _model(args.allslices_ckpt, args.arch, "all")
@@ -166,11 +194,14 @@ def main() -> None:
     print(f"   {'naive stacked loop (batch 1, no overlap)':<52}{n_vox / t_naive / 1e3:9.1f} kvoxel/s "
           f"{t_naive:6.1f} s  1.00x  (extrapolated from {args.naive_slices} slices)")
     for label, net, stride in methods:
+        # the centre-slice model does the same work for every slice: timed on the first slices, extrapolated
+        part = vol if stride is not None else vol[: args.centre_slices]
         t0 = time.perf_counter()
         with torch.inference_mode():
-            fast(net, vol, norm, stride)
-        t = time.perf_counter() - t0
-        print(f"   {label:<52}{n_vox / t / 1e3:9.1f} kvoxel/s {t:6.1f} s  {t_naive / t:.2f}x")
+            fast(net, part, norm, stride)
+        t = (time.perf_counter() - t0) * len(vol) / len(part)
+        note = f"  (extrapolated from {len(part)} slices)" if len(part) < len(vol) else ""
+        print(f"   {label:<52}{n_vox / t / 1e3:9.1f} kvoxel/s {t:6.1f} s  {t_naive / t:.2f}x{note}")
     if args.compile:  # torch.compile lever: compiled once (warm-up on a few slices), then the whole stack
         stride = args.strides[0]
         compiled = torch.compile(allnet)
@@ -195,8 +226,6 @@ def main() -> None:
         ds = open_dataset(data)
         records = ds.volumes("val") + ds.volumes("test")
         rows = {"naive stacked loop, centre-slice model": ("naive", centre, None)}
-        if trained_a:
-            rows["naive stacked loop, all-slices model (centre output)"] = ("naive", allnet, None)
         rows.update({label: ("fast", net, s) for label, net, s in methods if trained_a or net is centre})
         scores: dict[str, list[float]] = {k: [] for k in rows}
         for r in records:
@@ -214,21 +243,21 @@ def main() -> None:
     else:
         print("\n2. accuracy: skipped (needs the trained demo checkpoints and dataset: make demo demo-allslices)")
 
-    print("\n3. peak memory growth of streamed prediction (fresh process per size; glibc's mmap threshold fixed\n"
-          "   so that freed buffers leave RSS at once and the sampled peak is the live peak)")
+    print("\n3. peak memory growth of streamed prediction (a fresh process per model, sizes in turn; glibc's mmap\n"
+          "   threshold fixed so that freed buffers leave RSS at once and the sampled peak is the live peak)")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     for kind in ("center", "all"):
-        outs, growths = [], []
-        for z in args.memory_sizes:
-            shape = (z, args.memory_side, args.memory_side)
-            cmd = [sys.executable, "-m", "neurovit.benchmarks.inference", "--memory-child", *map(str, shape),
-                   "--memory-model", kind, "--ckpt", str(args.ckpt), "--allslices-ckpt", str(args.allslices_ckpt),
-                   "--arch", args.arch, "--batch", str(args.batch)]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-            growths.append(json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"])
+        cmd = [sys.executable, "-m", "neurovit.benchmarks.inference", "--memory-child", kind, "--ckpt", str(args.ckpt),
+               "--allslices-ckpt", str(args.allslices_ckpt), "--arch", args.arch, "--batch", str(args.batch),
+               "--overlap", str(args.overlap), "--memory-side", str(args.memory_side),
+               "--memory-sizes", *map(str, args.memory_sizes)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        growths = json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"]
+        outs = []
+        for shape, growth in zip(_memory_shapes(args, kind), growths):
             outs.append(np.prod(shape) * 4 / 2**20)
-            print(f"   {kind + '-slice model' if kind == 'center' else 'all-slices model'}, stack {shape}: input "
-                  f"{np.prod(shape) * 2 / 2**20:6.1f} MiB, output {outs[-1]:6.1f} MiB, RSS growth {growths[-1]:7.1f} MiB")
+            print(f"   {'centre-slice' if kind == 'center' else 'all-slices'} model, stack {shape}: input "
+                  f"{np.prod(shape) * 2 / 2**20:6.1f} MiB, output {outs[-1]:6.1f} MiB, RSS growth {growth:7.1f} MiB")
         if len(outs) >= 2:
             slope, intercept = np.polyfit(outs, growths, 1)
             print(f"   → growth = {intercept:.0f} MiB + {slope:.2f} x output")

@@ -74,7 +74,7 @@ class SegmentationModule(L.LightningModule):
                  cldice_weight: float = 0.0, lr: float = 3e-4, weight_decay: float = 0.05,
                  warmup_steps: int = 50, schedule: Literal["cosine", "linear", "constant"] = "cosine",
                  layer_decay: float = 1.0, threshold: float = 0.5, sw_overlap: float = 0.25,
-                 sw_batch_size: int = 16, z_chunk: int = 8, z_stride: int | None = None, compile: bool = False):
+                 sw_batch_size: int = 32, z_chunk: int = 8, z_stride: int | None = None, compile: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=[] if _made_by_cli() else ["net"])
         self.net = net
