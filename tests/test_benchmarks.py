@@ -45,7 +45,7 @@ def test_inference_benchmark_runs_and_prints_ratios(tmp_path, monkeypatch, capsy
     assert "naive stacked loop" in out and "1.00x" in out
     assert out.count("x\n") >= 2  # a ratio on each predict_volume row
     assert "accuracy: skipped" in out
-    assert "growth =" in out and "x output" in out
+    assert "heap =" in out and "mapped files =" in out and "x output" in out
 
 
 @pytest.mark.slow
@@ -60,3 +60,31 @@ def test_train_benchmark_runs_and_prints_ratios(monkeypatch, capsys):
     assert len(rows) == 3 and rows[-1].endswith("1.00x")  # UNETR is its own baseline
     assert "eager-attn" in rows[1]
     assert "0 workers:" in out and "tiny model's training rate" in out
+
+
+def test_levers_keep_the_network_output():
+    from neurovit.benchmarks import levers
+    from neurovit.models import TINY_ARCH, SliceViT
+
+    torch.manual_seed(0)
+    net = SliceViT(arch=TINY_ARCH, img_size=32).eval()
+    x = torch.randn(2, 1, 5, 32, 32)
+    with torch.inference_mode():
+        ref = net(x)
+        for variant in (levers.channels_last(net), levers.eager_attention(net)):
+            torch.testing.assert_close(variant(x), ref, atol=1e-4, rtol=1e-4)
+    assert net.encoder.blocks[0].attn.fused_attn  # the original is left as it was
+    assert levers.ms_per_block(net, x, blocks=4) > 0
+
+
+@pytest.mark.slow
+def test_levers_benchmark_prints_every_lever(tmp_path, monkeypatch, capsys):
+    from neurovit.benchmarks import levers
+
+    monkeypatch.setattr(sys, "argv", ["levers", "--ckpt", str(tmp_path / "none.ckpt"), "--batch", "2", "--blocks", "2",
+                                      "--rounds", "1"])
+    levers.main()
+    out = capsys.readouterr().out
+    for row in ("(baseline)", "batch 1", "channels-last", "bf16 autocast", "eager attention"):
+        assert row in out
+    assert "1.00x" in out

@@ -10,8 +10,9 @@
    `--compile` adds a torch.compile row (not in `make bench`: about a minute of compilation on a CPU).
 2. Accuracy: Dice of every method against the labels of the demo dataset's held-out volumes (val + test),
    the same checkpoints as in 1. "Equal accuracy" means a Dice no more than 0.01 below the naive loop's.
-3. Peak memory (RSS growth, measured in a fresh process per model) of the streamed path as the stack
-   grows, with a linear fit: it should follow the output size, not several float32 copies of the stack.
+3. Peak memory growth (a fresh process per model) of the streamed path as the stack grows, split into heap
+   (anonymous memory) and memory-mapped file pages, with linear fits: the heap must not grow with the
+   stack (no float32 copies of it), the mapped pages follow the output (and input) size.
 
 Checkpoints: `make demo` trains the centre-slice demo model, `make demo-allslices` the all-slices one
 (same data and recipe + `experiments/allslices.yaml`, twice the epochs). Without them the script falls
@@ -79,7 +80,7 @@ def _model(ckpt: str | None, arch: str, out_slices: str = "center"):
 def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: str, batch: int, overlap: float,
                   kind: str) -> None:
     """Runs in a fresh process (glibc's mmap threshold fixed by the parent, so freed buffers leave RSS at once):
-    predict a stack of each shape in turn through the streamed path; print the RSS growth of each, in MiB."""
+    predict a stack of each shape in turn through the streamed path; print the peak growths of each, MiB."""
     import tempfile
 
     import tifffile
@@ -109,17 +110,21 @@ def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: st
     print(json.dumps({"growth_mib": growths}))
 
 
-def _peak_rss_growth(fn) -> float:
-    """Peak RSS while `fn()` runs (sampled every 5 ms) minus the RSS before, MiB."""
+def _peak_rss_growth(fn) -> dict[str, float]:
+    """Peak growth while `fn()` runs (sampled every 5 ms), MiB, of the process's anonymous memory (heap:
+    arrays, activations) and of its file-backed resident pages (memory-mapped TIFFs, page cache the OS can
+    drop), and of their sum."""
     import threading
 
     before = _rss_mib()
-    peak = [before]
+    peak = dict(before)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
+            now = _rss_mib()
+            for k in peak:
+                peak[k] = max(peak[k], now[k])
             time.sleep(0.005)
 
     watcher = threading.Thread(target=sample, daemon=True)
@@ -129,7 +134,8 @@ def _peak_rss_growth(fn) -> float:
     finally:
         done.set()
         watcher.join()
-    return max(peak[0], _rss_mib()) - before
+    now = _rss_mib()
+    return {k: max(peak[k], now[k]) - before[k] for k in peak}
 
 
 def _memory_shapes(args, kind: str) -> list[tuple[int, int, int]]:
@@ -138,10 +144,16 @@ def _memory_shapes(args, kind: str) -> list[tuple[int, int, int]]:
     return [(z, args.memory_side, args.memory_side) for z in sizes]
 
 
-def _rss_mib() -> float:
-    """Resident set size of this process now (Linux /proc), MiB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _rss_mib() -> dict[str, float]:
+    """Resident memory of this process now (Linux /proc/self/status), MiB: anon, file and total (RSS)."""
+    fields = {"RssAnon": "anon", "RssFile": "file", "VmRSS": "total"}
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in fields:
+                out[fields[key]] = int(line.split()[1]) / 1024
+    return out
 
 
 def main() -> None:
@@ -253,16 +265,21 @@ def main() -> None:
                "--memory-sizes", *map(str, args.memory_sizes)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         growths = json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"]
+        name = "centre-slice" if kind == "center" else "all-slices"
         outs = []
-        for shape, growth in zip(_memory_shapes(args, kind), growths):
+        for shape, g in zip(_memory_shapes(args, kind), growths):
             outs.append(np.prod(shape) * 4 / 2**20)
-            print(f"   {'centre-slice' if kind == 'center' else 'all-slices'} model, stack {shape}: input "
-                  f"{np.prod(shape) * 2 / 2**20:6.1f} MiB, output {outs[-1]:6.1f} MiB, RSS growth {growth:7.1f} MiB")
+            print(f"   {name} model, stack {shape}: input {np.prod(shape) * 2 / 2**20:6.1f} MiB, output "
+                  f"{outs[-1]:6.1f} MiB; peak growth: heap {g['anon']:6.1f} MiB, mapped files {g['file']:6.1f} MiB, "
+                  f"RSS {g['total']:6.1f} MiB")
         if len(outs) >= 2:
-            slope, intercept = np.polyfit(outs, growths, 1)
-            print(f"   → growth = {intercept:.0f} MiB + {slope:.2f} x output")
-    print("   (constant: one batch of windows' activations; slope: the memory-mapped output pages plus the\n"
-          "   memory-mapped input's, 0.5x for uint16; each float32 copy of the stack would add 1x)")
+            fits = {k: np.polyfit(outs, [g[k] for g in growths], 1) for k in ("anon", "file", "total")}
+            print(f"   → {name}: heap = {fits['anon'][1]:.0f} MiB + {fits['anon'][0]:.2f} x output; mapped files = "
+                  f"{fits['file'][1]:.0f} MiB + {fits['file'][0]:.2f} x output; RSS = {fits['total'][1]:.0f} MiB + "
+                  f"{fits['total'][0]:.2f} x output")
+    print("   (heap: one chunk of blocks and its windows' activations, whatever the stack size — a float32 copy of\n"
+          "   the stack would add 1x output; mapped files: the memory-mapped output (1x) and input (0.5x for uint16)\n"
+          "   pages, which the OS can write back and drop under memory pressure)")
 
 if __name__ == "__main__":
     main()
