@@ -101,7 +101,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in rows}
     for _ in range(args.rounds):
         for label, (fn, inp, ac) in rows.items():
-            times[label].append(ms_per_block(fn, inp, args.blocks if len(inp) > 1 else args.blocks // 4, ac))
+            times[label].append(ms_per_block(fn, inp, args.blocks if len(inp) > 1 else max(args.blocks // 4, 1), ac))
     base = float(np.median(times[next(iter(rows))]))
     print(f"\n{'lever':<36}{'ms/block':>10}{'vs baseline':>13}")
     for label, ts in times.items():
