@@ -7,7 +7,7 @@ autocast, timm's eager attention instead of fused scaled-dot-product attention (
 counts, so slow drifts of a shared machine hit every row alike. A lever is kept where it is > 1x here.
 
     python -m neurovit.benchmarks.levers [--ckpt demo_out/allslices/checkpoints/last.ckpt] [--arch ...]
-        [--device cpu|cuda] [--batch 32] [--rounds 5] [--compile]
+        [--device cpu|cuda] [--batch 32] [--rounds 3] [--compile]
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def main() -> None:
     ap.add_argument("--arch", default="neurovit_tiny_patch16", help="untrained network when --ckpt is missing")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--blocks", type=int, default=96, help="blocks per timing")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--blocks", type=int, default=64, help="blocks per timing")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile on CPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
