@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time the all-slices model under torch.compile "
                     "(about a minute of compilation on a CPU, so not part of `make bench`)")
     ap.add_argument("--data", default="demo_out/data", help="dataset for the accuracy check")
-    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[32, 128, 256], help="slices of the memory stacks")
+    ap.add_argument("--memory-sizes", nargs="*", type=int, default=[16, 64, 128], help="slices of the memory stacks")
     ap.add_argument("--memory-side", type=int, default=256, help="Y = X of the memory stacks")
     ap.add_argument("--memory-child", choices=("center", "all"), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
