@@ -30,7 +30,7 @@ demo: install
 	$(NEUROVIT) synth @experiments/synth_demo.args --out $(DEMO_DIR)/data --overwrite
 	$(NEUROVIT) fit --config experiments/base.yaml --config experiments/demo.yaml \
 		--data.data_dir $(DEMO_DIR)/data --trainer.default_root_dir $(DEMO_DIR)/run
-	$(NEUROVIT) evaluate --pred $(DEMO_DIR)/run/predictions --gold $(DEMO_DIR)/data --out $(DEMO_DIR)/run/evaluation
+	$(NEUROVIT) evaluate --pred $(DEMO_DIR)/run/predictions --gold $(DEMO_DIR)/data --split val --out $(DEMO_DIR)/run/evaluation
 	$(NEUROVIT) baseline --data $(DEMO_DIR)/data --split val
 
 # the demo model's all-slices variant (same data and recipe + experiments/allslices.yaml, twice the epochs: it

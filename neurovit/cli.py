@@ -155,6 +155,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--dist-threshold", type=float, default=2.0, help="DSA/PDS/node distance (default 2)")
     p.add_argument("--units", choices=("voxel", "um"), default="voxel", help="distance units of the metrics")
     p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("VZ", "VY", "VX"))
+    p.add_argument("--split", default=None, help="with a dataset as --gold: only its volumes of this split "
+                   "(e.g. val), so the others are not listed as missing predictions")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -167,7 +169,7 @@ def _run_evaluate(args) -> int:
         warnings.simplefilter("ignore", UserWarning)  # missing files are listed in the summary instead
         result = evaluate_folders(args.pred, args.gold, args.out or args.pred, threshold=args.threshold,
                                   voxel_size=args.voxel_size, dist_threshold=args.dist_threshold,
-                                  metric_units=args.units, progress=True)
+                                  metric_units=args.units, progress=True, split=args.split)
     print(format_summary(result))
     return 0
 

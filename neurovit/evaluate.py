@@ -231,16 +231,30 @@ def _listing(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _split_names(gold_dir: Path, split: str) -> set[str]:
+    """Names of the volumes of `split` in the dataset at `gold_dir` (clear errors otherwise)."""
+    from neurovit.data.folder import open_dataset
+
+    if not (gold_dir / "dataset.yaml").is_file():
+        raise NeurovitError(f"--split needs a dataset folder with dataset.yaml as the ground truth; {gold_dir} has none")
+    names = {r.name for r in open_dataset(gold_dir).volumes(split)}
+    if not names:
+        raise NeurovitError(f"{gold_dir}: the dataset has no {split!r} volumes")
+    return names
+
+
 def evaluate_folders(pred_dir: str | Path, gold_dir: str | Path, out_dir: str | Path | None = None, *,
                      threshold: float = 0.5, voxel_size: Sequence[float] | None = None,
                      dist_threshold: float = 2.0, metric_units: str = "voxel",
-                     trace_kwargs: dict | None = None, progress: bool = False) -> EvaluationResult:
+                     trace_kwargs: dict | None = None, progress: bool = False,
+                     split: str | None = None) -> EvaluationResult:
     """Match predictions to ground truth by name and score every pair (see the module docstring).
 
     threshold: probability threshold for the prediction TIFFs (mask metrics and tracing).
     voxel_size: (z, y, x) µm; default from the gold dataset.yaml / TIFF metadata, else (1, 1, 1).
     dist_threshold: DSA/PDS threshold and node-matching distance, in `metric_units` ("voxel" or "um").
     trace_kwargs: extra arguments for `neurovit.trace.trace` when a prediction has no SWC.
+    split: with a dataset folder as `gold_dir`, only its volumes of this split ("train", "val", "test").
     Writes ``metrics.csv`` and ``metrics.json`` to `out_dir` (when given) and returns the result.
     """
     if metric_units not in ("voxel", "um"):
@@ -248,6 +262,10 @@ def evaluate_folders(pred_dir: str | Path, gold_dir: str | Path, out_dir: str | 
     pred_dir, gold_dir = Path(pred_dir), Path(gold_dir)
     pred_tifs, pred_swcs = _index(pred_dir, "prediction")
     gold_tifs, gold_swcs = _index(gold_dir, "ground-truth")
+    if split is not None:
+        keep = _split_names(gold_dir, split)
+        gold_tifs = {k: v for k, v in gold_tifs.items() if k in keep}
+        gold_swcs = {k: v for k, v in gold_swcs.items() if k in keep}
     pred_names, gold_names = set(pred_tifs) | set(pred_swcs), set(gold_tifs) | set(gold_swcs)
     matched = sorted(pred_names & gold_names)
     if not matched:

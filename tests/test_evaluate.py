@@ -142,3 +142,22 @@ def test_empty_prediction_is_scored_not_crashed(tmp_path: Path):
     assert "empty" in (tmp_path / "out" / "traced" / "a.swc").read_text()
     data = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert data["rows"][0]["esa"] is None  # NaN is written as null
+
+
+def test_split_keeps_only_that_splits_volumes(tmp_path: Path, capsys):
+    from neurovit.cli import main
+
+    gold = make_dataset(tmp_path / "gold", names=("a", "b", "c"))
+    meta = tmp_path / "gold" / "dataset.yaml"
+    meta.write_text(meta.read_text() + "volumes:\n" + "".join(
+        f"- {{name: {n}, image: images/{n}.tif, label: labels/{n}.tif, swc: swc/{n}.swc, split: {s}}}\n"
+        for n, s in (("a", "train"), ("b", "val"), ("c", "test"))))
+    write_probs(tmp_path / "pred", gold, names=["b"])
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "gold", split="val")
+    assert [r["name"] for r in res.rows] == ["b"] and res.missing_pred == []  # a and c are not "missing"
+    with pytest.raises(NeurovitError, match="no 'test' volumes|no prediction matches"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gold", split="test")
+    plain = tmp_path / "plain"
+    write_stack(plain / "b.tif", gold["b"][1], voxel_size=VS)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gold", str(plain), "--split", "val"]) == 2
+    assert "needs a dataset folder with dataset.yaml" in capsys.readouterr().err
