@@ -40,10 +40,12 @@ from neurovit.inference import predict_volume, robust_normaliser, slice_blocks
 
 
 @torch.inference_mode()
-def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise, n_slices: int | None = None):
+def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise, n_slices: int | None = None,
+                       autocast: torch.dtype | None = None):
     """The paper's procedure: for each slice z, each non-overlapping roi×roi tile of its centred block, one
-    forward pass; returns the stacked probabilities of the first `n_slices` slices. All-slices models
-    contribute their centre-slice output."""
+    forward pass (on the network's device); returns the stacked probabilities of the first `n_slices`
+    slices. All-slices models contribute their centre-slice output."""
+    device = next(net.parameters(), torch.zeros(0)).device
     n_z, ny, nx = volume.shape
     n_slices = n_z if n_slices is None else min(n_slices, n_z)
     out = np.zeros((n_slices, ny, nx), dtype=np.float32)
@@ -52,29 +54,31 @@ def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise,
         block = slice_blocks(vol, z, z + 1, depth)[0]  # (D, Y, X)
         for y0 in range(0, ny, roi):
             for x0 in range(0, nx, roi):
-                tile = torch.zeros(depth, roi, roi)
+                tile = torch.zeros(depth, roi, roi, device=device)
                 part = block[:, y0:y0 + roi, x0:x0 + roi]
                 tile[:, : part.shape[1], : part.shape[2]] = part
-                logits = net(tile[None, None])
+                with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                    logits = net(tile[None, None]).float()
                 logits = logits[:, :, depth // 2] if logits.ndim == 5 else logits
                 prob = torch.sigmoid(logits)[0, 0]
-                out[z, y0:y0 + roi, x0:x0 + roi] = prob[: part.shape[1], : part.shape[2]].numpy()
+                out[z, y0:y0 + roi, x0:x0 + roi] = prob[: part.shape[1], : part.shape[2]].cpu().numpy()
     return out
 
 
-def _model(ckpt: str | None, arch: str, out_slices: str = "center"):
+def _model(ckpt: str | None, arch: str, out_slices: str = "center", device: str = "cpu"):
     """(net, description, trained?) — the checkpoint's network, or an untrained one of `arch`."""
     if ckpt and Path(ckpt).is_file():
         from neurovit.predict import load_model
 
-        net = load_model(ckpt, "cpu").net
+        net = load_model(ckpt, device).net
         if getattr(net, "out_slices", "center") != out_slices:
             raise SystemExit(f"{ckpt} is not an out_slices={out_slices!r} model")
         return net, f"checkpoint {ckpt}", True
     from neurovit.models import SliceViT
 
     torch.manual_seed(0)
-    return SliceViT(arch=arch, out_slices=out_slices).eval(), f"untrained {arch} ({ckpt} not found)", False
+    net = SliceViT(arch=arch, out_slices=out_slices).eval().to(device)
+    return net, f"untrained {arch} ({ckpt} not found)", False
 
 
 def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: str, batch: int, overlap: float,
@@ -176,6 +180,8 @@ def main() -> None:
     ap.add_argument("--strides", nargs="+", type=int, default=[3, 5], help="z strides of the all-slices model")
     ap.add_argument("--compile", action="store_true", help="also time the all-slices model under torch.compile "
                     "(about a minute of compilation on a CPU, so not part of `make bench`)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the memory check stays on CPU)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for every method (GPUs)")
     ap.add_argument("--data", default="demo_out/data", help="dataset for the accuracy check")
     ap.add_argument("--memory-sizes", nargs="*", type=int, default=[16, 64, 128], help="slices of the memory stacks")
     ap.add_argument("--memory-side", type=int, default=256, help="Y = X of the memory stacks")
@@ -186,15 +192,16 @@ def main() -> None:
         _memory_child(_memory_shapes(args, kind), args.ckpt if kind == "center" else args.allslices_ckpt,
                       args.arch, args.batch, args.overlap, kind)
         return
-    centre, what_c, trained_c = _model(args.ckpt, args.arch)
-    allnet, what_a, trained_a = _model(args.allslices_ckpt, args.arch, "all")
+    centre, what_c, trained_c = _model(args.ckpt, args.arch, device=args.device)
+    allnet, what_a, trained_a = _model(args.allslices_ckpt, args.arch, "all", args.device)
+    autocast = torch.bfloat16 if args.bf16 else None
     depth, roi = centre.block_depth, centre.img_size
     print(f"centre-slice model: {what_c}\nall-slices model:   {what_a}\nblock {depth}x{roi}x{roi}; "
           f"torch threads {torch.get_num_threads()}; batch {args.batch}; in-plane overlap {args.overlap}")
 
     def fast(net, vol, norm, stride=None):
         return predict_volume(net, vol, block_depth=depth, roi_size=roi, overlap=args.overlap,
-                              sw_batch_size=args.batch, z_chunk=8, normalise=norm, z_stride=stride)
+                              sw_batch_size=args.batch, z_chunk=8, normalise=norm, z_stride=stride, autocast=autocast)
 
     methods = [("predict_volume, same centre-slice model", centre, None)]
     methods += [(f"predict_volume, all-slices model, z stride {s}", allnet, s) for s in args.strides]
@@ -204,9 +211,11 @@ def main() -> None:
     norm = robust_normaliser(vol)
     n_vox = int(np.prod(args.shape))
     t0 = time.perf_counter()
-    naive_stacked_loop(centre, vol, depth, roi, norm, args.naive_slices)
+    naive_stacked_loop(centre, vol, depth, roi, norm, args.naive_slices, autocast)
     t_naive = (time.perf_counter() - t0) / args.naive_slices * args.shape[0]
-    print(f"\n1. whole-volume inference, stack {tuple(args.shape)} (z, y, x), CPU")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    print(f"\n1. whole-volume inference, stack {tuple(args.shape)} (z, y, x), {where}"
+          + (", bf16 autocast" if args.bf16 else ", fp32"))
     print(f"   {'naive stacked loop (batch 1, no overlap)':<52}{n_vox / t_naive / 1e3:9.1f} kvoxel/s "
           f"{t_naive:6.1f} s  1.00x  (extrapolated from {args.naive_slices} slices)")
     for label, net, stride in methods:
@@ -249,7 +258,8 @@ def main() -> None:
             nm = robust_normaliser(img)
             for label, (kind, net, stride) in rows.items():
                 with torch.inference_mode():
-                    prob = naive_stacked_loop(net, img, depth, roi, nm) if kind == "naive" else fast(net, img, nm, stride)
+                    prob = (naive_stacked_loop(net, img, depth, roi, nm, autocast=autocast) if kind == "naive"
+                            else fast(net, img, nm, stride))
                 scores[label].append(dice(prob > 0.5, lab))
         ref = float(np.mean(scores["naive stacked loop, centre-slice model"]))
         print(f"\n2. accuracy: mean Dice on {len(records)} held-out demo volumes (val + test) of {data}")
