@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,8 +70,6 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile on CPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    from pathlib import Path
-
     if Path(args.ckpt).is_file():
         from neurovit.predict import load_model
 

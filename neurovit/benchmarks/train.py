@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from neurovit.benchmarks.levers import eager_attention
 from neurovit.models import SliceViT
 
 SIZES = {"tiny": "neurovit_tiny_patch16", "small": "vit_small_patch16_224", "base": "vit_base_patch16_224"}
@@ -91,13 +92,6 @@ def train_rate(net: torch.nn.Module, batch: int, depth: int, size: int, steps: i
     return batch / float(np.median(times))
 
 
-def _eager_attention(net: SliceViT) -> SliceViT:
-    """The same network with timm's eager attention (softmax(QKᵀ)V) instead of fused SDPA."""
-    for blk in net.encoder.blocks:
-        blk.attn.fused_attn = False
-    return net
-
-
 def data_rate(workers: int, batches: int, depth: int, size: int, batch: int) -> float:
     """Blocks per second from NeuronDataModule on a small synthetic dataset (made on the fly)."""
     import tempfile
@@ -149,7 +143,7 @@ def main() -> None:
         builds = [("SliceViT", lambda a=arch: SliceViT(arch=a, block_depth=args.depth, img_size=args.size)),
                   ("MONAI UNETR", lambda a=arch: unetr_like(a, args.depth, args.size))]
         if size in args.unfused:  # the fused-attention lever: the same SliceViT with timm's eager attention
-            builds.insert(1, ("SliceViT eager-attn", lambda a=arch: _eager_attention(
+            builds.insert(1, ("SliceViT eager-attn", lambda a=arch: eager_attention(
                 SliceViT(arch=a, block_depth=args.depth, img_size=args.size))))
         for label, build in builds:
             torch.manual_seed(0)
