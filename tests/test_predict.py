@@ -156,7 +156,7 @@ def test_all_slices_weighted_mean_streams_into_a_prefilled_output():
     assert not np.isnan(out).any()
 
 
-def test_module_z_stride_sets_the_number_of_blocks():
+def test_module_z_stride_sets_the_number_of_blocks(tmp_path):
     from neurovit.lit.module import SegmentationModule
 
     class Counting(_IdentityAllSlices):
@@ -175,6 +175,13 @@ def test_module_z_stride_sets_the_number_of_blocks():
         net = Counting()
         SegmentationModule(net, z_stride=stride).predict_probabilities(vol)
         assert net.blocks == centres, stride
+    # `neurovit predict --z-stride` (predict_stack's z_stride) overrides the module's setting
+    from neurovit.predict import predict_stack
+
+    write_stack(tmp_path / "s.tif", np.random.default_rng(0).integers(0, 9, size=(10, 16, 16)).astype(np.uint16))
+    module = SegmentationModule(Counting(), z_stride=3)
+    predict_stack(module, tmp_path / "s.tif", tmp_path / "out", trace=False, progress=False, z_stride=5)
+    assert module.net.blocks == 3 and (tmp_path / "out" / "s_prob.tif").is_file()
 
 
 def test_blocks_carry_labels_of_every_slice(tmp_path):
