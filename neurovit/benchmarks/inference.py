@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurovit.benchmarks.common import bench_model
 from neurovit.inference import predict_volume, robust_normaliser, slice_blocks
 
 
@@ -66,22 +67,6 @@ def naive_stacked_loop(net, volume: np.ndarray, depth: int, roi: int, normalise,
     return out
 
 
-def _model(ckpt: str | None, arch: str, out_slices: str = "center", device: str = "cpu"):
-    """(net, description, trained?) — the checkpoint's network, or an untrained one of `arch`."""
-    if ckpt and Path(ckpt).is_file():
-        from neurovit.predict import load_model
-
-        net = load_model(ckpt, device).net
-        if getattr(net, "out_slices", "center") != out_slices:
-            raise SystemExit(f"{ckpt} is not an out_slices={out_slices!r} model")
-        return net, f"checkpoint {ckpt}", True
-    from neurovit.models import SliceViT
-
-    torch.manual_seed(0)
-    net = SliceViT(arch=arch, out_slices=out_slices).eval().to(device)
-    return net, f"untrained {arch} ({ckpt} not found)", False
-
-
 def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: str, batch: int, overlap: float,
                   kind: str) -> None:
     """Runs in a fresh process (glibc's mmap threshold fixed by the parent, so freed buffers leave RSS at once):
@@ -92,7 +77,7 @@ def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: st
 
     from neurovit.data.tiff import read_stack, write_stack
 
-    net, _, _ = _model(ckpt, arch, kind)
+    net, _, _ = bench_model(ckpt, arch, kind)
     rng = np.random.default_rng(0)
     with torch.inference_mode():
         net(torch.zeros(batch, 1, net.block_depth, net.img_size, net.img_size))  # warm-up: kernels
@@ -193,8 +178,8 @@ def main() -> None:
         _memory_child(_memory_shapes(args, kind), args.ckpt if kind == "center" else args.allslices_ckpt,
                       args.arch, args.batch, args.overlap, kind)
         return
-    centre, what_c, trained_c = _model(args.ckpt, args.arch, device=args.device)
-    allnet, what_a, trained_a = _model(args.allslices_ckpt, args.arch, "all", args.device)
+    centre, what_c, trained_c = bench_model(args.ckpt, args.arch, "center", args.device)
+    allnet, what_a, trained_a = bench_model(args.allslices_ckpt, args.arch, "all", args.device)
     autocast = torch.bfloat16 if args.bf16 else None
     depth, roi = centre.block_depth, centre.img_size
     print(f"centre-slice model: {what_c}\nall-slices model:   {what_a}\nblock {depth}x{roi}x{roi}; "

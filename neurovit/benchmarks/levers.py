@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from neurovit.benchmarks.common import bench_model, synchronize
 
 
 def channels_last(net: nn.Module) -> nn.Module:
@@ -41,21 +42,16 @@ def eager_attention(net: nn.Module) -> nn.Module:
 def ms_per_block(fn, x: torch.Tensor, blocks: int, autocast: torch.dtype | None = None) -> float:
     """Wall time per block of forward passes over about `blocks` blocks (after one warm-up pass)."""
     device = x.device
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
                                                 enabled=autocast is not None):
         fn(x)
-        sync()
+        synchronize(device)
         t0 = time.perf_counter()
         n = 0
         while n < blocks:
             fn(x)
             n += len(x)
-        sync()
+        synchronize(device)
     return (time.perf_counter() - t0) / n * 1e3
 
 
@@ -70,15 +66,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile on CPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    if Path(args.ckpt).is_file():
-        from neurovit.predict import load_model
-
-        net, what = load_model(args.ckpt, device).net, f"checkpoint {args.ckpt}"
-    else:
-        from neurovit.models import SliceViT
-
-        torch.manual_seed(0)
-        net, what = SliceViT(arch=args.arch).eval().to(device), f"untrained {args.arch}"
+    net, what, _ = bench_model(args.ckpt, args.arch, device=device)
     d, s = net.block_depth, net.img_size
     x = torch.randn(args.batch, 1, d, s, s, device=device)
     x1 = x[:1]

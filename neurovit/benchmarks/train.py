@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from neurovit.benchmarks.common import synchronize
 from neurovit.benchmarks.levers import eager_attention
 from neurovit.models import SliceViT
 
@@ -77,17 +78,13 @@ def train_rate(net: torch.nn.Module, batch: int, depth: int, size: int, steps: i
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     step()  # warm-up: allocator, kernels, optimizer state
     times = []
     for _ in range(steps):
-        sync()
+        synchronize(device)
         t0 = time.perf_counter()
         step()
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return batch / float(np.median(times))
 
