@@ -208,6 +208,17 @@ def _run_baseline(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the bad value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment stacks with a checkpoint: probability/mask TIFFs + traced SWC",
                        description="Whole-volume sliding-window prediction of TIFF stacks with a checkpoint "
@@ -224,13 +235,13 @@ def _add_predict(sub) -> None:
                    help="µm; default from the TIFF metadata, else 1 1 1")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: the model's)")
-    p.add_argument("--z-stride", type=int, default=None,
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="windows per forward pass (default: the model's)")
+    p.add_argument("--z-stride", type=_positive_int, default=None,
                    help="all-slices models: slices between block centres (default: the model's, else D // 2 + 1)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on recent GPUs; slower on CPUs "
                    "without bf16 units)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network once for all stacks (about "
-                   "a minute of compilation on CPU, then ~2x faster there; for large or many stacks)")
+                   "a minute of compilation on CPU, then 1.4-1.9x faster there; for large or many stacks)")
     p.set_defaults(func=_run_predict)
 
 

@@ -102,6 +102,16 @@ def test_predict_compile_compiles_once_for_all_stacks(checkpoint, tmp_path, monk
     assert (tmp_path / "out" / "a_prob.tif").is_file() and (tmp_path / "out" / "b_prob.tif").is_file()
 
 
+def test_predict_rejects_non_positive_stride_and_batch(tmp_path, capsys):
+    for flag, value in (("--z-stride", "0"), ("--batch-size", "-2"), ("--z-stride", "two")):
+        with pytest.raises(SystemExit) as exc:
+            main(["predict", "--ckpt", str(tmp_path / "m.ckpt"), "--input", str(tmp_path), "--out", str(tmp_path),
+                  flag, value])
+        assert exc.value.code == 2
+        assert f"argument {flag}: expected a whole number >= 1, got '{value}'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_predict_errors_are_clear(checkpoint, tmp_path, capsys):
     rc = main(["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(tmp_path), "--out", str(tmp_path)])
     assert rc == 2 and "none.ckpt not found" in capsys.readouterr().err
