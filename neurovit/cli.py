@@ -7,9 +7,11 @@
     neurovit baseline --data DIR                Frangi + Otsu masks and their Dice (non-learned reference)
     neurovit ablate --config experiments/ablation.yaml
                                                 strategies × seeds × data fractions, tables and figures
-    neurovit fit|validate|test|predict --config experiments/X.yaml [--key value ...]
+    neurovit prepare SRC --out DATASET          your images + SWC → a checked dataset folder (dataset.yaml)
+    neurovit fit|validate|test --config base [--config X.yaml] [--key value ...]
                                                 train / evaluate with LightningCLI (see `neurovit fit --help`)
-    neurovit predict --ckpt C --input STACK.tif|DIR --out DIR
+    neurovit config [NAME]                      list / print the packaged configs (base, demo, center, ...)
+    neurovit predict --ckpt C --input STACK|DIR --out DIR
                                                 probability/mask TIFFs and traced SWC for any stacks
 """
 
@@ -189,7 +191,7 @@ def _run_baseline(args) -> int:
 
     from neurovit.baselines import frangi_otsu
     from neurovit.data.folder import ensure_label, open_dataset
-    from neurovit.data.tiff import read_stack, write_stack
+    from neurovit.data.volumes import open_volume, write_volume
     from neurovit.metrics import dice
 
     ds = open_dataset(args.data)
@@ -199,13 +201,41 @@ def _run_baseline(args) -> int:
         return 2
     scores = []
     for r in records:
-        mask = frangi_otsu(read_stack(r.image))
-        scores.append(dice(mask, read_stack(ensure_label(r, ds)) > 0))
+        mask = frangi_otsu(open_volume(r.image).read())
+        scores.append(dice(mask, open_volume(ensure_label(r, ds)).read() > 0))
         if args.out is not None:
-            write_stack(args.out / f"{r.name}.tif", mask.astype(np.uint8), voxel_size=ds.voxel_size)
+            write_volume(args.out / f"{r.name}.tif", mask.astype(np.uint8), voxel_size=ds.voxel_size)
         print(f"{r.name}: Frangi + Otsu Dice {scores[-1]:.4f}")
     print(f"Frangi + Otsu baseline, {args.split} split: mean Dice {np.mean(scores):.4f} over {len(scores)} volumes")
     return 0
+
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="list the packaged configs, or print one (to start your own)",
+                       description="Configs ship with the package: `neurovit fit --config base --config demo` "
+                       "works anywhere; `neurovit config base > my.yaml` gives a file to edit.")
+    p.add_argument("name", nargs="?", default=None, help="config name (e.g. base, demo, center)")
+    p.set_defaults(func=_run_config)
+
+
+def _run_config(args) -> int:
+    from neurovit.configs import config_path, list_configs
+
+    if args.name is None:
+        for name, first_line in list_configs().items():
+            print(f"{name:<16}{first_line}")
+        return 0
+    sys.stdout.write(config_path(args.name).read_text(encoding="utf-8"))
+    return 0
+
+
+def _add_prepare(sub) -> None:
+    try:  # TEMP
+        from neurovit.data.prepare import add_prepare_parser
+    except ImportError:  # TEMP
+        return  # TEMP
+
+    add_prepare_parser(sub)
 
 
 def _positive_int(text: str) -> int:
@@ -220,19 +250,28 @@ def _positive_int(text: str) -> int:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="segment stacks with a checkpoint: probability/mask TIFFs + traced SWC",
-                       description="Whole-volume sliding-window prediction of TIFF stacks with a checkpoint "
-                       "written by `neurovit fit`, then tracing into SWC. (With --config instead of --ckpt/"
-                       "--input, `neurovit predict` is LightningCLI's predict on the dataset's test volumes.)")
+    from neurovit.data.volumes import supported_suffixes
+
+    p = sub.add_parser("predict", help="segment stacks with a checkpoint: probability/mask volumes + traced SWC",
+                       description="Whole-volume sliding-window prediction of image stacks with a checkpoint "
+                       "written by `neurovit fit`, then tracing into SWC (µm). Each stack is normalised with the "
+                       "checkpoint's normaliser and, when its voxel size differs from the model's by more than "
+                       "10 %, resampled to the model's spacing and back. Outputs are named after the input's "
+                       "full stem: NAME_prob.tif, NAME_mask.tif, NAME.swc; `neurovit evaluate --pred OUT` "
+                       "scores them.")
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint (RUN/checkpoints/last.ckpt or best-*.ckpt)")
-    p.add_argument("--input", required=True, type=Path, help="a TIFF stack or a folder of them")
+    p.add_argument("--input", required=True, type=Path,
+                   help=f"an image stack or a folder of them ({supported_suffixes()})")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--save", choices=("prob", "mask", "both"), default="prob",
-                   help="write NAME_prob.tif (float32), NAME_mask.tif (uint8) or both (default prob)")
+                   help="write NAME_prob (float32), NAME_mask (uint8) or both (default prob)")
+    p.add_argument("--format", dest="out_format", choices=("tif", "ome-zarr"), default="tif",
+                   help="output format of the probability/mask volumes (default tif)")
     p.add_argument("--threshold", type=float, default=0.5, help="mask/tracing threshold (default 0.5)")
     p.add_argument("--no-trace", action="store_true", help="skip tracing (no NAME.swc)")
     p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("VZ", "VY", "VX"),
-                   help="µm; default from the TIFF metadata, else 1 1 1")
+                   help="µm (z, y, x); default from the file's metadata; when it has none, the model's "
+                   "training voxel size is assumed (with a warning, recorded in the outputs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="windows per forward pass (default: the model's)")
@@ -240,6 +279,7 @@ def _add_predict(sub) -> None:
                    help="all-slices models: slices between block centres (default: the model's, else D // 2 + 1)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on recent GPUs; slower on CPUs "
                    "without bf16 units)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--compile", action="store_true", help="torch.compile the network once for all stacks (about "
                    "a minute of compilation on CPU, then 1.4-1.9x faster there; for large or many stacks)")
     p.set_defaults(func=_run_predict)
@@ -249,8 +289,9 @@ def _run_predict(args) -> int:
     from neurovit.predict import run_predict
 
     run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
-                trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap,
-                sw_batch_size=args.batch_size, z_stride=args.z_stride, bf16=args.bf16, compile=args.compile)
+                trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap, out_format=args.out_format,
+                sw_batch_size=args.batch_size, z_stride=args.z_stride, bf16=args.bf16, compile=args.compile,
+                progress=not args.no_progress)
     return 0
 
 
@@ -265,23 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub._parser_class = _FileArgsParser
     from neurovit.ablate.cli import add_ablate_parser
 
-    for add in (_add_synth, _add_render, _add_info, _add_evaluate, _add_baseline, add_ablate_parser):
+    for add in (_add_synth, _add_prepare, _add_render, _add_info, _add_evaluate, _add_baseline, add_ablate_parser,
+                _add_config):
         add(sub)
-    for cmd, what in zip(LIGHTNING_COMMANDS[:3], ("train a model", "validate a checkpoint on the val volumes",
+    for cmd, what in zip(LIGHTNING_COMMANDS, ("train a model", "validate a checkpoint on the val volumes",
                                                    "test a checkpoint on the test volumes")):
         sub.add_parser(cmd, help=f"{what} (LightningCLI; `neurovit {cmd} --help` lists every option)", add_help=False)
     _add_predict(sub)
     return parser
 
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; input errors print one clear line (exit 2) instead of a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    stack_predict = argv[:1] == ["predict"] and any(a.split("=")[0] in ("--ckpt", "--input") for a in argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS and not stack_predict:
+    if argv and argv[0] in LIGHTNING_COMMANDS:
         from neurovit.lit.cli import run
 
         try:

@@ -21,7 +21,12 @@ class SWCError(NeurovitError, ValueError):
         super().__init__(f"{where}: {message}")
 
 
-class TiffError(NeurovitError, ValueError):
+class VolumeError(NeurovitError, ValueError):
+    """An image volume (any format) that cannot be read or written as a 3D (Z, Y, X) grey-scale stack;
+    the message names the file and what to do."""
+
+
+class TiffError(VolumeError):
     """A TIFF file that is not a readable 3D stack (wrong dimensionality, several channels, ...)."""
 
 

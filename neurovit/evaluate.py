@@ -1,14 +1,16 @@
 """Score a folder of predictions against ground truth: voxel metrics and reconstruction metrics per volume.
 
-Layout. The prediction folder holds ``NAME.tif`` (probability or mask, thresholded at `threshold`) and
-optionally a traced ``NAME.swc``; without an SWC the TIFF is traced with `neurovit.trace.trace` (written
+Layout. The prediction folder holds ``NAME.tif`` or, as `neurovit predict` writes them, ``NAME_prob.tif``
+/ ``NAME_mask.tif`` (any volume format; probability or mask, thresholded at `threshold`; ``_prob`` is
+preferred when both exist) and optionally a traced ``NAME.swc``; without an SWC the TIFF is traced with `neurovit.trace.trace` (written
 to ``out_dir/traced/NAME.swc`` when `out_dir` is given). The ground-truth folder is either a dataset
 folder (``labels/NAME.tif``, ``swc/NAME.swc``, ``dataset.yaml``; ``images/`` is ignored) or a plain
 folder of ``NAME.tif`` masks and ``NAME.swc`` trees; the same two layouts are accepted for predictions.
 Files are matched by name stem. A gold SWC without a gold mask gets its mask rendered (`render_mask`).
 
-SWC files are taken to be in voxel units of their image (the neurovit convention) unless their header
-says ``# units: um``. Distances (ESA, DSA, node F1 threshold) are in voxels by default; with
+SWC files are taken to be in voxel units of their image (the neurovit convention; a dataset's
+``swc_units`` in dataset.yaml overrides it for its swc/ files) unless their header says ``# units: um``
+(as `neurovit predict` writes them) or ``# units: voxel``. Distances (ESA, DSA, node F1 threshold) are in voxels by default; with
 ``metric_units="um"`` they are in µm, using the voxel size (argument, else ``dataset.yaml``, else the TIFF
 metadata, else (1, 1, 1)).
 
@@ -38,7 +40,6 @@ __all__ = ["EvaluationResult", "METRICS", "evaluate_folders", "format_summary"]
 METRICS = ("dice", "cldice", "precision", "recall", "esa", "dsa", "pds", "node_precision", "node_recall",
            "node_f1")
 INFO = ("pred_nodes", "gold_nodes", "pred_trees", "pred_swc", "gold_mask", "seconds")
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -59,24 +60,42 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------- discovery
-def _stems(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+PRED_SUFFIXES = ("_prob", "_mask")  # `neurovit predict` writes NAME_prob.* / NAME_mask.*
+
+
+def _volumes_by_name(folder: Path, prediction: bool) -> dict[str, Path]:
+    """name → volume file; in a prediction folder NAME_prob / NAME_mask count as NAME (NAME_prob first)."""
+    from neurovit.data.volumes import list_volumes, volume_stem
+
     out: dict[str, Path] = {}
-    if folder.is_dir():
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith("."):
-                out.setdefault(f.name[: -len(f.suffix)], f)
+    ranked = []
+    for f in list_volumes(folder):
+        stem, rank = volume_stem(f), 0
+        if prediction:
+            for i, suffix in enumerate(PRED_SUFFIXES):
+                if stem.endswith(suffix) and len(stem) > len(suffix):
+                    stem, rank = stem[: -len(suffix)], i + 1
+                    break
+        ranked.append((rank, stem, f))
+    for _rank, stem, f in sorted(ranked, key=lambda t: (t[0], str(t[2]))):
+        out.setdefault(stem, f)
     return out
 
 
+def _swcs_by_name(folder: Path) -> dict[str, Path]:
+    return {f.name[:-4]: f for f in sorted(folder.glob("*.swc")) if f.is_file() and not f.name.startswith(".")} \
+        if folder.is_dir() else {}
+
+
 def _index(folder: Path, what: str) -> tuple[dict[str, Path], dict[str, Path]]:
-    """(name → mask/probability TIFF, name → SWC) of a plain or dataset-layout folder."""
+    """(name → mask/probability volume, name → SWC) of a plain or dataset-layout folder."""
     if not folder.is_dir():
         raise NeurovitError(f"{what} folder {folder} does not exist")
     tif_dir = folder / "labels" if (folder / "labels").is_dir() else folder
     swc_dir = folder / "swc" if (folder / "swc").is_dir() else folder
-    tifs, swcs = _stems(tif_dir, TIFF_SUFFIXES), _stems(swc_dir, (".swc",))
+    tifs, swcs = _volumes_by_name(tif_dir, what == "prediction"), _swcs_by_name(swc_dir)
     if not tifs and not swcs:
-        raise NeurovitError(f"{what} folder {folder} has no *.tif or *.swc files (looked in {tif_dir}"
+        raise NeurovitError(f"{what} folder {folder} has no image volumes or *.swc files (looked in {tif_dir}"
                             f"{'' if swc_dir == tif_dir else f' and {swc_dir}'})")
     return tifs, swcs
 
@@ -98,20 +117,21 @@ def _voxel_size(voxel_size, gold: Path, tifs: list[Path]) -> tuple[tuple[float, 
             vs = None
         if vs is not None and len(vs) == 3:
             return tuple(float(x) for x in vs), str(meta)  # type: ignore[return-value]
-    from neurovit.data.tiff import read_voxel_size
+    from neurovit.data.volumes import open_volume
 
     for f in tifs[:1]:
-        vs = read_voxel_size(f)
+        vs = open_volume(f).voxel_size
         if vs is not None:
             return tuple(float(x) for x in vs), str(f)  # type: ignore[return-value]
     return (1.0, 1.0, 1.0), "default"
 
 
 # --------------------------------------------------------------------------- reading
-def _read_tree(path: Path) -> Morphology:
-    """SWC in voxel units unless its header says ``units: um``; a header-only file is an empty tree."""
+def _read_tree(path: Path, default_units: str = "voxel") -> Morphology:
+    """SWC in `default_units` unless its header says ``units: um`` (or voxel); a header-only file is an
+    empty tree."""
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    units = "voxel"
+    units = default_units
     for line in lines:
         text = line.strip()
         if text.startswith("#") and text.lstrip("# ").lower().startswith("units:"):
@@ -127,9 +147,9 @@ def _to_units(m: Morphology, units: str, voxel_size) -> Morphology:
 
 
 def _read_volume(path: Path) -> np.ndarray:
-    from neurovit.data.tiff import read_stack
+    from neurovit.data.volumes import open_volume
 
-    return np.asarray(read_stack(path, mmap=False))
+    return open_volume(path).read()
 
 
 # --------------------------------------------------------------------------- one volume
@@ -142,7 +162,8 @@ class _Sources:
 
 
 def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dist_threshold: float,
-                  metric_units: str, trace_kwargs: dict, traced_dir: Path | None) -> dict:
+                  metric_units: str, trace_kwargs: dict, traced_dir: Path | None,
+                  gold_swc_units: str = "voxel") -> dict:
     """One row of metrics (NaN where an input is missing); raises NeurovitError to skip the volume."""
     from neurovit.data.render import render_mask
     from neurovit.metrics import reconstruction_scores, voxel_scores
@@ -158,7 +179,7 @@ def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dis
     if pred_vol is not None and gold_vol is not None and pred_vol.shape != gold_vol.shape:
         raise NeurovitError(f"shape mismatch: prediction {src.pred_tif.name} is {pred_vol.shape} (z, y, x), "
                             f"ground truth {src.gold_tif.name} is {gold_vol.shape}")
-    gold_tree = _read_tree(src.gold_swc) if src.gold_swc else None
+    gold_tree = _read_tree(src.gold_swc, gold_swc_units) if src.gold_swc else None
     if gold_vol is not None:
         row["gold_mask"] = "file"
     elif gold_tree is not None and pred_vol is not None:
@@ -231,6 +252,20 @@ def _listing(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _dataset_swc_units(gold_dir: Path) -> str:
+    """The units of a dataset's swc/ files (dataset.yaml `swc_units`), else voxel (the neurovit default)."""
+    meta = gold_dir / "dataset.yaml"
+    if meta.is_file():
+        import yaml
+
+        try:
+            units = (yaml.safe_load(meta.read_text()) or {}).get("swc_units", "voxel")
+        except yaml.YAMLError:
+            units = "voxel"
+        return "um" if str(units).lower() in ("um", "µm", "micrometre", "micrometer") else "voxel"
+    return "voxel"
+
+
 def _split_names(gold_dir: Path, split: str) -> set[str]:
     """Names of the volumes of `split` in the dataset at `gold_dir` (clear errors otherwise)."""
     from neurovit.data.folder import open_dataset
@@ -278,6 +313,7 @@ def evaluate_folders(pred_dir: str | Path, gold_dir: str | Path, out_dir: str | 
                        "voxel_size_zyx": list(v), "voxel_size_from": v_from, "dist_threshold": dist_threshold,
                        "metric_units": metric_units, "trace_kwargs": dict(trace_kwargs or {})}
     traced_dir = Path(out_dir) / "traced" if out_dir is not None else None
+    gold_units = _dataset_swc_units(gold_dir)
     names = matched
     if progress:
         from tqdm.auto import tqdm
@@ -288,7 +324,8 @@ def evaluate_folders(pred_dir: str | Path, gold_dir: str | Path, out_dir: str | 
         try:
             result.rows.append(_score_volume(name, src, threshold=threshold, voxel_size=v,
                                              dist_threshold=dist_threshold, metric_units=metric_units,
-                                             trace_kwargs=dict(trace_kwargs or {}), traced_dir=traced_dir))
+                                             trace_kwargs=dict(trace_kwargs or {}), traced_dir=traced_dir,
+                                             gold_swc_units=gold_units))
         except (NeurovitError, OSError) as exc:
             result.problems.append(f"{name}: {exc}")
     if result.missing_pred or result.missing_gold or result.problems:

@@ -27,16 +27,57 @@ def slice_blocks(volume: torch.Tensor, z0: int, z1: int, depth: int, offset: int
     return volume[zs.clamp_(0, n_z - 1) - offset]
 
 
-def robust_normaliser(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int = 2_000_000) -> Callable:
-    """x ↦ (x − p_lo) / (p_hi − p_lo) with percentiles of (a strided sample of) the volume."""
-    from neurovit.data.blocks import robust_range
+def segment_volume(net, volume, *, preprocessing, voxel_size=None, block_depth: int, roi_size,
+                   out: np.ndarray | None = None, workdir: str | None = None, progress: bool = False,
+                   **predict_kwargs) -> tuple[np.ndarray, dict]:
+    """Raw (Z, Y, X) stack → probabilities on the same grid, preprocessed as the model was trained.
 
-    lo, scale = robust_range(volume, percentiles, sample)
+    The stack is normalised with `preprocessing.normaliser` fitted to it (the model's normaliser). When
+    its voxel size (`voxel_size`, z, y, x µm) differs from the model's (`preprocessing.voxel_size`) by more
+    than 10 % on any axis, it is resampled to the model's spacing slab by slab, predicted there, and the
+    probabilities are resampled back, so the output always has the input's shape. An unknown input voxel
+    size is taken to be the model's (a warning says so; `info["voxel_size_from"] == "assumed"`).
+    Intermediate resampled stacks live in memory-mapped files under `workdir` when given.
+    Returns (probabilities, info).
+    """
+    import tempfile
+    import warnings
 
-    def normalise(x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float32) - lo) / scale
+    from neurovit.data.resample import resample, resampled_shape
+    from neurovit.data.volumes import spacing_differs
 
-    return normalise
+    model_vs = preprocessing.voxel_size
+    info = {"voxel_size": None if voxel_size is None else tuple(voxel_size), "voxel_size_from": "file",
+            "model_voxel_size": model_vs, "resampled_to": None}
+    if voxel_size is None:
+        info["voxel_size"] = model_vs
+        info["voxel_size_from"] = "assumed"
+        warnings.warn(f"the stack records no voxel size; assuming the model's {model_vs} µm (z, y, x): pass "
+                      "the real one (--voxel-size Z Y X) if it differs", UserWarning, stacklevel=2)
+    elif model_vs is None:
+        warnings.warn("the checkpoint records no training voxel size (written by an older neurovit); the stack "
+                      "is predicted on its own grid without resampling", UserWarning, stacklevel=2)
+    norm = preprocessing.normaliser.fit(volume)
+    kwargs = dict(block_depth=block_depth, roi_size=roi_size, progress=progress, **predict_kwargs)
+    in_vs = info["voxel_size"]
+    if in_vs is None or model_vs is None or not spacing_differs(in_vs, model_vs):
+        return predict_volume(net, volume, normalise=norm, out=out, **kwargs), info
+    shape = tuple(int(s) for s in volume.shape)
+    grid = resampled_shape(shape, in_vs, model_vs)
+    info["resampled_to"] = grid
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".neurovit-resample-") as tmp:
+        def scratch(name, shp):
+            if workdir is None:
+                return np.empty(shp, dtype=np.float32)
+            return np.lib.format.open_memmap(f"{tmp}/{name}.npy", mode="w+", dtype=np.float32, shape=shp)
+
+        image = resample(volume, grid, scratch("image", grid), progress=progress, desc="resample in")
+        prob = predict_volume(net, image, normalise=norm, out=scratch("prob", grid), **kwargs)
+        del image
+        result = out if out is not None else np.empty(shape, dtype=np.float32)
+        resample(prob, shape, result, progress=progress, desc="resample out")
+        del prob
+    return result, info
 
 
 @torch.no_grad()

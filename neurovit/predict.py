@@ -1,13 +1,14 @@
-"""`neurovit predict --ckpt C --input STACK.tif|DIR --out DIR`: probability/mask TIFFs and traced SWC per stack.
+"""`neurovit predict --ckpt C --input STACK|DIR --out DIR`: probability/mask volumes and a traced SWC per stack.
 
-Stacks are read memory-mapped and normalised chunk by chunk (robust percentiles of the stack), and the
-probability volume is written into a memory-mapped TIFF, so memory grows with the block chunk, not with
-several copies of the stack. Outputs are written under temporary names and renamed when complete.
+Inputs are any format of the volume layer (TIFF/OME-TIFF, Vaa3D .v3draw, OME-Zarr), read lazily and
+normalised chunk by chunk with the model's own normaliser; stacks at another voxel size than the model's
+are resampled to it and back. The probability volume is written into a memory-mapped TIFF (or chunked
+OME-Zarr), so memory grows with the block chunk, not with the stack. Outputs are named after the input's
+full stem and written under temporary names, renamed when complete.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
     return module.eval().to(device)
 
 
+def segment(model, stack, voxel_size=None, *, progress: bool = False, **overrides):
+    """Probabilities (Z, Y, X) float32 of a raw stack (array, tensor, lazy array or a path of any supported
+    format), preprocessed as the model was trained: its own normaliser, and resampled to its training voxel
+    size and back when `voxel_size` (z, y, x µm; read from the file for a path) differs by more than 10 %.
+    `model` is a SegmentationModule or a checkpoint path."""
+    from neurovit.data.volumes import open_volume
+
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    if isinstance(stack, (str, Path)):
+        volume = open_volume(stack, voxel_size=voxel_size)
+        stack, voxel_size = volume.array, volume.voxel_size
+    prob = model.predict_probabilities(stack, voxel_size, progress=progress, **overrides)
+    return prob.numpy() if isinstance(prob, torch.Tensor) else prob
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,74 +64,101 @@ def resolve_device(device: str) -> torch.device:
 
 
 def list_inputs(path: str | Path) -> list[Path]:
-    """One TIFF, or every *.tif / *.tiff in a folder (sorted); a clear error when there is none."""
+    """One image volume, or every volume in a folder (sorted); a clear error when there is none and when
+    two inputs would write the same output names."""
+    from neurovit.data.volumes import (
+        find_format,
+        is_volume_path,
+        list_volumes,
+        supported_suffixes,
+        volume_stem,
+    )
+
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    if path.is_dir() and not is_volume_path(path):
+        files = list_volumes(path)
         if not files:
-            raise NeurovitError(f"{path} contains no .tif/.tiff stacks")
-        return files
-    if not path.is_file():
+            raise NeurovitError(f"{path} contains no image volumes ({supported_suffixes()})")
+    elif path.exists():
+        find_format(path)
+        files = [path]
+    else:
         raise NeurovitError(f"input {path} does not exist")
-    return [path]
+    seen: dict[str, Path] = {}
+    for f in files:
+        other = seen.setdefault(volume_stem(f), f)
+        if other != f:
+            raise NeurovitError(f"{other.name} and {f.name} would both write {volume_stem(f)}_prob.*: rename one "
+                                "or predict them into different --out folders")
+    return files
+
+
+OUTPUT_FORMATS = {"tif": ".tif", "ome-zarr": ".ome.zarr"}
+
+
+def output_paths(name: str, out_dir: Path, out_format: str = "tif") -> dict[str, Path]:
+    """Where `predict_stack` writes the outputs of the input named `name` (its full stem)."""
+    ext = OUTPUT_FORMATS[out_format]
+    return {"prob": out_dir / f"{name}_prob{ext}", "mask": out_dir / f"{name}_mask{ext}",
+            "swc": out_dir / f"{name}.swc"}
 
 
 def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float = 0.5, save: str = "prob",
                   trace: bool = True, voxel_size=None, progress: bool = True, overlap: float | None = None,
                   sw_batch_size: int | None = None, z_chunk: int | None = None, z_stride: int | None = None,
-                  bf16: bool = False, net=None) -> dict:
-    """Predict one stack; writes NAME_prob.tif and/or NAME_mask.tif and NAME.swc; returns what it wrote.
+                  bf16: bool = False, net=None, out_format: str = "tif") -> dict:
+    """Predict one stack; writes NAME_prob.* and/or NAME_mask.* and NAME.swc (µm); returns what it wrote.
 
+    NAME is the input's full stem (`cell.day1.ome.tif` → `cell.day1`). The stack is normalised and
+    resampled as the model was trained (see `SegmentationModule.predict_probabilities`); outputs are on
+    the input's grid with its voxel size (or the model's, when the input records none: "assumed").
     `net` replaces `module.net` for the forward passes (e.g. a `torch.compile`d copy shared by many stacks).
     """
-    import tifffile
+    import warnings
 
-    from neurovit.data.tiff import read_stack, read_voxel_size, write_stack
-    from neurovit.inference import predict_volume, robust_normaliser
+    from neurovit.data.volumes import create_output, open_volume
 
-    image = read_stack(image_path)
-    if image.size == 0:
-        raise NeurovitError(f"{image_path}: empty stack")
-    vs = tuple(voxel_size) if voxel_size is not None else (read_voxel_size(image_path) or (1.0, 1.0, 1.0))
-    name = image_path.name.split(".")[0]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prob_path = out_dir / f"{name}_prob.tif"
-    tmp = out_dir / f".{name}_prob.tif.tmp"
-    h = module.hparams
+    volume = open_volume(image_path, voxel_size=voxel_size)
+    name = volume.name
+    paths = output_paths(name, Path(out_dir), out_format)
     t0 = time.perf_counter()
-    prob = tifffile.memmap(tmp, shape=image.shape, dtype=np.float32, imagej=True,
-                           resolution=(1.0 / vs[2], 1.0 / vs[1]), metadata={"axes": "ZYX", "spacing": vs[0], "unit": "um"})
-    try:
-        predict_volume(module.net if net is None else net, image, block_depth=module.block_depth, roi_size=module.roi_size,
-                       overlap=h.sw_overlap if overlap is None else overlap,
-                       sw_batch_size=h.sw_batch_size if sw_batch_size is None else sw_batch_size,
-                       z_chunk=h.z_chunk if z_chunk is None else z_chunk, normalise=robust_normaliser(image),
-                       z_stride=h.get("z_stride") if z_stride is None else z_stride,
-                       out=prob, progress=progress, autocast=torch.bfloat16 if bf16 else None)
-        prob.flush()
-    except BaseException:
-        del prob
-        tmp.unlink(missing_ok=True)
-        raise
-    seconds = time.perf_counter() - t0
-    written = {"name": name, "shape": list(image.shape), "seconds": round(seconds, 3)}
-    mask = np.asarray(prob) > threshold
-    if save in ("mask", "both"):
-        write_stack(out_dir / f"{name}_mask.tif", mask.astype(np.uint8), voxel_size=vs)
-        written["mask"] = str(out_dir / f"{name}_mask.tif")
-    if trace:
-        from neurovit.trace import trace_to_swc
+    model_vs = module.preprocessing.voxel_size if module.preprocessing is not None else None
+    out_vs = volume.voxel_size or model_vs or (1.0, 1.0, 1.0)
+    prob_out = create_output(paths["prob"], volume.shape, np.float32, voxel_size=out_vs)
+    with prob_out, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        prob = module.predict_probabilities(
+            volume.array, volume.voxel_size, progress=progress, out=prob_out.array, workdir=str(out_dir), net=net,
+            overlap=overlap, sw_batch_size=sw_batch_size, z_chunk=z_chunk, z_stride=z_stride,
+            autocast=torch.bfloat16 if bf16 else None)
+        info = dict(module.last_predict_info)
+        seconds = time.perf_counter() - t0
+        vs_note = (f"voxel_size_zyx_um: {list(out_vs)} ({info.get('voxel_size_from', 'file')}); model trained at "
+                   f"{list(model_vs) if model_vs else 'unknown'}"
+                   + (f", resampled to {list(info['resampled_to'])} for prediction" if info.get("resampled_to") else ""))
+        written = {"name": name, "shape": list(volume.shape), "seconds": round(seconds, 3),
+                   "voxel_size": list(out_vs), "voxel_size_from": info.get("voxel_size_from", "file"),
+                   "resampled_to": info.get("resampled_to"), "warnings": [str(w.message) for w in caught]}
+        if save in ("mask", "both"):
+            with create_output(paths["mask"], volume.shape, np.uint8, voxel_size=out_vs) as mask_out:
+                for z0 in range(0, volume.shape[0], 16):
+                    mask_out.array[z0:z0 + 16] = np.asarray(prob[z0:z0 + 16]) > threshold
+                mask_out.commit()
+            written["mask"] = str(paths["mask"])
+        if trace:
+            from neurovit.trace import trace_to_swc
 
-        swc = out_dir / f"{name}.swc"
-        trace_to_swc(np.asarray(prob), swc, threshold=threshold, voxel_size=vs, source=str(image_path),
-                     notes=[f"model: {getattr(module, 'ckpt_path', '')}"])
-        written["swc"] = str(swc)
-    del prob
-    if save in ("prob", "both"):
-        os.replace(tmp, prob_path)
-        written["prob"] = str(prob_path)
-    else:
-        tmp.unlink(missing_ok=True)
+            trace_to_swc(np.asarray(prob), paths["swc"], threshold=threshold, voxel_size=out_vs, units="um",
+                         source=str(image_path), notes=[vs_note, f"model: {getattr(module, 'ckpt_path', '')}"])
+            written["swc"] = str(paths["swc"])
+        del prob
+        if save in ("prob", "both"):
+            prob_out.commit()
+            written["prob"] = str(paths["prob"])
+        else:
+            prob_out.abort()
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return written
 
 
@@ -133,6 +177,9 @@ def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = 
     for f in files:
         results.append(predict_stack(module, f, Path(out_dir), net=net, **kwargs))
         r = results[-1]
-        print(f"{f.name}: {tuple(r['shape'])} in {r['seconds']:.1f} s → "
+        vs = f"voxel size {tuple(r['voxel_size'])} µm ({r['voxel_size_from']})"
+        if r.get("resampled_to"):
+            vs += f", predicted at the model's spacing on {tuple(r['resampled_to'])}"
+        print(f"{f.name}: {tuple(r['shape'])}, {vs}, {r['seconds']:.1f} s → "
               + ", ".join(str(r[k]) for k in ("prob", "mask", "swc") if k in r), flush=True)
     return results

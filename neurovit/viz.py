@@ -15,9 +15,9 @@ def mip(volume: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def robust_normalise(image: np.ndarray, lo: float = 1.0, hi: float = 99.8) -> np.ndarray:
     """Scale to [0, 1] between the lo/hi percentiles, clipped (previews; the Frangi baseline's input)."""
-    a = np.asarray(image, dtype=np.float32)
-    p0, p1 = np.percentile(a, [lo, hi])
-    return np.clip((a - p0) / max(float(p1 - p0), 1e-6), 0, 1)
+    from neurovit.data.normalise import Normaliser
+
+    return Normaliser((lo, hi), clip=(0.0, 1.0), sample_voxels=np.asarray(image).size)(image)
 
 
 def save_preview(items: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, dpi: int = 110) -> Path:

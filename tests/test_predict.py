@@ -71,7 +71,7 @@ def test_predict_awkward_stacks(checkpoint, tmp_path, shape, traced, capsys):
     assert read_stack(out / "odd_mask.tif").shape == shape
     if traced:  # threshold 0: everything is foreground, so the tree is not empty
         swc = (out / "odd.swc").read_text()
-        assert "units: voxel" in swc and len([ln for ln in swc.splitlines() if not ln.startswith("#")]) > 0
+        assert "units: um" in swc and len([ln for ln in swc.splitlines() if not ln.startswith("#")]) > 0
     else:
         assert not (out / "odd.swc").exists()
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
@@ -117,7 +117,7 @@ def test_predict_errors_are_clear(checkpoint, tmp_path, capsys):
     assert rc == 2 and "none.ckpt not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     rc = main(["predict", "--ckpt", str(checkpoint), "--input", str(tmp_path / "empty"), "--out", str(tmp_path)])
-    assert rc == 2 and "no .tif/.tiff stacks" in capsys.readouterr().err
+    assert rc == 2 and "contains no image volumes (.ome.tif" in capsys.readouterr().err
 
 
 class _IdentityAllSlices(torch.nn.Module):

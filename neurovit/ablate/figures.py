@@ -126,14 +126,14 @@ def mip_panel(image: np.ndarray, truth: np.ndarray, predictions: Sequence[Sequen
 def ablation_mip_panel(cfg: AblationConfig, rows: Sequence[dict], path: str | Path) -> Path | None:
     """MIP panel of one test volume: a row per training fraction, a column per strategy (first seed run)."""
     from neurovit.data.folder import ensure_label, open_dataset
-    from neurovit.data.tiff import read_stack
+    from neurovit.data.volumes import open_volume
 
     ds = open_dataset(cfg.data_dir)
     tests = ds.volumes("test")
     if not tests or not rows:
         return None
     rec = next((r for r in tests if r.name == cfg.mip_volume), tests[0])
-    image, truth = np.asarray(read_stack(rec.image)), np.asarray(read_stack(ensure_label(rec, ds))) > 0
+    image, truth = open_volume(rec.image).read(), open_volume(ensure_label(rec, ds)).read() > 0
     seed = min(int(r["seed"]) for r in rows)
     fractions = sorted({float(r["fraction"]) for r in rows})
     thr = float(cfg.evaluate.get("threshold", 0.5))
@@ -142,7 +142,7 @@ def ablation_mip_panel(cfg: AblationConfig, rows: Sequence[dict], path: str | Pa
         line = []
         for s in cfg.strategies:
             pred_file = Cell(s, f, seed).folder(cfg) / "test_predictions" / f"{rec.name}.tif"
-            line.append((s, np.asarray(read_stack(pred_file)) > thr if pred_file.is_file() else None))
+            line.append((s, open_volume(pred_file).read() > thr if pred_file.is_file() else None))
         grid.append(line)
         labels.append(f"{100 * f:g}% of training")
     return mip_panel(image, truth, grid, labels, path, title=f"{cfg.name}: test volume {rec.name}, seed {seed}")

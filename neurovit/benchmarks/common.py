@@ -14,7 +14,9 @@ def bench_model(ckpt: str | None, arch: str, out_slices: str | None = None, devi
     if ckpt and Path(ckpt).is_file():
         from neurovit.predict import load_model
 
-        net = load_model(ckpt, device).net
+        module = load_model(ckpt, device)
+        net = module.net
+        net.normaliser = module.preprocessing.normaliser  # the checkpoint's own (see model_normaliser)
         if out_slices is not None and getattr(net, "out_slices", "center") != out_slices:
             raise SystemExit(f"{ckpt} is not an out_slices={out_slices!r} model")
         return net, f"checkpoint {ckpt}", True
@@ -23,6 +25,13 @@ def bench_model(ckpt: str | None, arch: str, out_slices: str | None = None, devi
     torch.manual_seed(0)
     net = SliceViT(arch=arch, out_slices=out_slices or "center").eval().to(device)
     return net, f"untrained {arch} ({ckpt} not found)", False
+
+
+def model_normaliser(net):
+    """The normaliser a benchmarked network was trained with (the default one for an untrained network)."""
+    from neurovit.data.normalise import Normaliser
+
+    return getattr(net, "normaliser", None) or Normaliser()
 
 
 def synchronize(device: torch.device) -> None:

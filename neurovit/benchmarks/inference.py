@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurovit.benchmarks.common import bench_model
-from neurovit.inference import predict_volume, robust_normaliser, slice_blocks
+from neurovit.benchmarks.common import bench_model, model_normaliser
+from neurovit.inference import predict_volume, slice_blocks
 
 
 @torch.inference_mode()
@@ -75,7 +75,8 @@ def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: st
 
     import tifffile
 
-    from neurovit.data.tiff import read_stack, write_stack
+    from neurovit.data.tiff import write_stack
+    from neurovit.data.volumes import open_volume
 
     net, _, _ = bench_model(ckpt, arch, kind)
     rng = np.random.default_rng(0)
@@ -86,13 +87,13 @@ def _memory_child(shapes: list[tuple[int, int, int]], ckpt: str | None, arch: st
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "in.tif"
             write_stack(src, rng.integers(90, 400, size=shape, dtype=np.uint16))
-            image = read_stack(src)
+            image = open_volume(src).array
             out = tifffile.memmap(Path(tmp) / "out.tif", shape=shape, dtype=np.float32)
 
             def run(image=image, out=out) -> None:
                 with torch.inference_mode():
                     predict_volume(net, image, block_depth=net.block_depth, roi_size=net.img_size,
-                                   sw_batch_size=batch, overlap=overlap, normalise=robust_normaliser(image), out=out)
+                                   sw_batch_size=batch, overlap=overlap, normalise=model_normaliser(net).fit(image), out=out)
                 out.flush()
 
             growths.append(_peak_rss_growth(run))
@@ -194,7 +195,7 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     vol = rng.integers(90, 400, size=tuple(args.shape), dtype=np.uint16)
-    norm = robust_normaliser(vol)
+    norm = model_normaliser(centre).fit(vol)
     n_vox = int(np.prod(args.shape))
     t0 = time.perf_counter()
     naive_stacked_loop(centre, vol, depth, roi, norm, args.naive_slices, autocast)
@@ -231,7 +232,7 @@ def main() -> None:
     data = Path(args.data)
     if trained_c and (data / "dataset.yaml").is_file():
         from neurovit.data.folder import open_dataset
-        from neurovit.data.tiff import read_stack
+        from neurovit.data.volumes import open_volume
         from neurovit.metrics import dice
 
         ds = open_dataset(data)
@@ -240,9 +241,9 @@ def main() -> None:
         rows.update({label: ("fast", net, s) for label, net, s in methods if trained_a or net is centre})
         scores: dict[str, list[float]] = {k: [] for k in rows}
         for r in records:
-            img, lab = read_stack(r.image), read_stack(r.label) > 0
-            nm = robust_normaliser(img)
+            img, lab = open_volume(r.image).read(), open_volume(r.label).read() > 0
             for label, (kind, net, stride) in rows.items():
+                nm = model_normaliser(net).fit(img)
                 with torch.inference_mode():
                     prob = (naive_stacked_loop(net, img, depth, roi, nm, autocast=autocast) if kind == "naive"
                             else fast(net, img, nm, stride))

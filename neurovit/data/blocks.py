@@ -14,37 +14,26 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from neurovit.data.normalise import Normaliser
+from neurovit.data.volumes import open_volume
 from neurovit.errors import DatasetError
 
 
-def robust_range(volume: np.ndarray, percentiles=(1.0, 99.8), sample: int = 2_000_000) -> tuple[float, float]:
-    """(p_lo, p_hi − p_lo) of a strided sample of at most ~`sample` voxels: x ↦ (x − p_lo) / (p_hi − p_lo)."""
-    flat = np.asarray(volume).reshape(-1)
-    lo, hi = np.percentile(flat[:: max(1, flat.size // sample)], percentiles)
-    return float(lo), float(max(hi - lo, 1e-6))
-
-
 class Volume:
-    """An image/label pair opened lazily (memory-mapped), with robust intensity normalisation.
-
-    The image is mapped to (x - p_lo) / (p_hi - p_lo) with percentiles (`percentiles`) of the volume;
-    memory maps are reopened in each process instead of being pickled (a pickled memmap is a copy).
+    """An image/label pair opened lazily (memory-mapped) with the volume I/O layer, normalised by the
+    model's `Normaliser` (fitted to this volume); memory maps are reopened in each process instead of
+    being pickled (a pickled memmap is a copy).
     """
 
-    def __init__(self, name: str, image: str | Path, label: str | Path, percentiles=(1.0, 99.8),
-                 sample_voxels: int = 2_000_000):
-        from neurovit.data.tiff import read_stack
-
+    def __init__(self, name: str, image: str | Path, label: str | Path, normaliser: Normaliser | None = None):
         self.name, self.image_path, self.label_path = name, Path(image), Path(label)
-        img, lab = read_stack(self.image_path), read_stack(self.label_path)
+        img, lab = open_volume(self.image_path).array, open_volume(self.label_path).array
         if img.shape != lab.shape:
             raise DatasetError(f"{name}: image {self.image_path.name} has shape {img.shape} but its label "
                                f"{self.label_path.name} has shape {lab.shape}")
-        if img.size == 0:
-            raise DatasetError(f"{name}: empty image {self.image_path}")
         self.shape = tuple(int(s) for s in img.shape)
-        self.offset, self.scale = robust_range(img, percentiles, sample_voxels)
-        self.foreground = np.flatnonzero(np.asarray(lab).reshape(-1) > 0)
+        self.normalise = (normaliser or Normaliser()).fit(img)
+        self.foreground = np.flatnonzero(np.asarray(lab[:]).reshape(-1) > 0)
         self._img = self._lab = None
 
     def __getstate__(self):
@@ -53,21 +42,16 @@ class Volume:
         return state
 
     @property
-    def image(self) -> np.ndarray:
+    def image(self):
         if self._img is None:
-            from neurovit.data.tiff import read_stack
-            self._img = read_stack(self.image_path)
+            self._img = open_volume(self.image_path).array
         return self._img
 
     @property
-    def label(self) -> np.ndarray:
+    def label(self):
         if self._lab is None:
-            from neurovit.data.tiff import read_stack
-            self._lab = read_stack(self.label_path)
+            self._lab = open_volume(self.label_path).array
         return self._lab
-
-    def normalise(self, raw: np.ndarray) -> np.ndarray:
-        return (np.asarray(raw, dtype=np.float32) - self.offset) / self.scale
 
     def block(self, z: int, y0: int, x0: int, depth: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """(image block (D, H, W), labels of its slices (D, H, W)); edge slices are repeated, the plane
@@ -193,15 +177,19 @@ class EpochSampler(Sampler[int]):
 
 
 class WholeVolumeDataset(Dataset):
-    """Whole normalised volumes for validation/test: image (1, Z, Y, X), label (1, Z, Y, X), name."""
+    """Whole raw volumes for validation/test (the model normalises them with its own normaliser):
+    image (1, Z, Y, X) float32, label (1, Z, Y, X), name, voxel_size (z, y, x µm; NaN when unknown)."""
 
-    def __init__(self, volumes: Sequence[Volume]):
+    def __init__(self, volumes: Sequence[Volume], voxel_size: Sequence[float] | None = None):
         self.volumes = list(volumes)
+        self.voxel_size = voxel_size
 
     def __len__(self) -> int:
         return len(self.volumes)
 
     def __getitem__(self, i: int) -> dict:
         v = self.volumes[i]
-        return {"image": torch.from_numpy(v.normalise(v.image))[None],
-                "label": torch.from_numpy(np.asarray(v.label) > 0).float()[None], "name": v.name}
+        vs = [float("nan")] * 3 if self.voxel_size is None else [float(x) for x in self.voxel_size]
+        return {"image": torch.from_numpy(np.asarray(v.image[:], dtype=np.float32))[None],
+                "label": torch.from_numpy(np.asarray(v.label[:]) > 0).float()[None], "name": v.name,
+                "voxel_size": torch.tensor(vs, dtype=torch.float64)}

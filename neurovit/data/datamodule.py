@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from neurovit.data.blocks import BlockDataset, EpochSampler, Volume, WholeVolumeDataset
 from neurovit.data.folder import DatasetFolder, ensure_label, open_dataset
+from neurovit.data.normalise import Normaliser, Preprocessing
 from neurovit.errors import DatasetError
 
 
@@ -29,7 +30,9 @@ class NeuronDataModule(L.LightningDataModule):
         train_fraction: use this fraction of the training volumes (nested: a smaller fraction is a subset
             of a larger one for the same `subset_seed`).
         subset_seed: seed of the volume order used for `train_fraction`.
-        percentiles: robust intensity normalisation percentiles per volume.
+        percentiles: robust intensity normalisation percentiles per volume (`Normaliser`; saved in every
+            checkpoint, so prediction normalises the same way).
+        clip: clip normalised intensities to this (lo, hi) range; None = no clipping (saved likewise).
         label_cache: where masks rendered from SWC are cached (default: DATA_DIR/.cache/labels).
         seed: seed of block sampling.
     """
@@ -38,12 +41,14 @@ class NeuronDataModule(L.LightningDataModule):
                  block_size: int = 100, batch_size: int = 8, blocks_per_epoch: int = 512,
                  pos_fraction: float = 0.5, augment: bool = True, num_workers: int = 0,
                  train_fraction: float = 1.0, subset_seed: int = 0,
-                 percentiles: tuple[float, float] = (1.0, 99.8), label_cache: str | None = None, seed: int = 0):
+                 percentiles: tuple[float, float] = (1.0, 99.8), clip: tuple[float, float] | None = None,
+                 label_cache: str | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         if not 0.0 < train_fraction <= 1.0:
             raise DatasetError(f"train_fraction must be in (0, 1], got {train_fraction}")
         self.data_dir = Path(data_dir)
+        self.normaliser = Normaliser(tuple(percentiles), None if clip is None else tuple(clip))
         self.dataset: DatasetFolder | None = None
         self.train_ds = self.val_ds = self.test_ds = None
         self.sampler: EpochSampler | None = None
@@ -62,8 +67,15 @@ class NeuronDataModule(L.LightningDataModule):
             order = np.random.default_rng(self.hparams.subset_seed).permutation(len(recs))
             keep = max(1, math.ceil(self.hparams.train_fraction * len(recs)))
             recs = [recs[i] for i in sorted(order[:keep])]
-        return [Volume(r.name, r.image, ensure_label(r, self.dataset, self.hparams.label_cache),
-                       self.hparams.percentiles) for r in recs]
+        return [Volume(r.name, r.image, ensure_label(r, self.dataset, self.hparams.label_cache), self.normaliser)
+                for r in recs]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What the model trained on this data expects: the dataset's voxel size and the normaliser."""
+        if self.dataset is None:
+            self.dataset = open_dataset(self.data_dir)
+        return Preprocessing(self.dataset.voxel_size, self.normaliser)
 
     @property
     def train_names(self) -> list[str]:
@@ -81,9 +93,9 @@ class NeuronDataModule(L.LightningDataModule):
                                          h.pos_fraction, h.augment, h.seed)
             self.sampler = EpochSampler(h.blocks_per_epoch)
         if stage in (None, "fit", "validate") and self.val_ds is None:
-            self.val_ds = WholeVolumeDataset(self._volumes("val"))
-        if stage in (None, "test", "predict") and self.test_ds is None:
-            self.test_ds = WholeVolumeDataset(self._volumes("test"))
+            self.val_ds = WholeVolumeDataset(self._volumes("val"), self.dataset.voxel_size)
+        if stage in (None, "test") and self.test_ds is None:
+            self.test_ds = WholeVolumeDataset(self._volumes("test"), self.dataset.voxel_size)
 
     def set_epoch(self, epoch: int) -> None:
         if self.sampler is not None:
@@ -107,5 +119,3 @@ class NeuronDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._whole(self.test_ds, "test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._whole(self.test_ds, "test")

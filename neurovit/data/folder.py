@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from neurovit.data.volumes import check_voxel_size, list_volumes, open_volume, volume_stem
 from neurovit.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -65,7 +66,7 @@ def _from_yaml(root: Path, meta_path: Path) -> DatasetFolder:
     vols = meta.get("volumes")
     if not isinstance(vols, list) or not vols:
         raise DatasetError(f"{meta_path}: needs a non-empty 'volumes' list")
-    vs = meta.get("voxel_size_zyx_um", [1.0, 1.0, 1.0])
+    vs = meta.get("voxel_size_zyx_um")
     records, missing = [], []
     for v in vols:
         name = v.get("name")
@@ -85,15 +86,31 @@ def _from_yaml(root: Path, meta_path: Path) -> DatasetFolder:
         records.append(VolumeRecord(name, image, label, swc, split))
     if missing:
         raise DatasetError(f"{root}: files listed in dataset.yaml are missing: {', '.join(missing[:10])}")
-    return DatasetFolder(root, records, tuple(float(x) for x in vs), meta.get("swc_units", "voxel"))
+    if vs is None:
+        vs = _voxel_size_of(records[0].image, meta_path)
+    return DatasetFolder(root, records, check_voxel_size(vs, f"{meta_path}: voxel_size_zyx_um"),
+                         meta.get("swc_units", "voxel"))
+
+
+def _voxel_size_of(image: Path, where: Path) -> tuple[float, float, float]:
+    """The voxel size recorded in an image's metadata; (1, 1, 1) with a warning when there is none."""
+    import warnings
+
+    vs = open_volume(image).voxel_size
+    if vs is None:
+        warnings.warn(f"{where}: no voxel size recorded (dataset.yaml voxel_size_zyx_um or image metadata); "
+                      "assuming 1 x 1 x 1 µm. Write it with `neurovit prepare --voxel-size Z Y X`.",
+                      UserWarning, stacklevel=3)
+        vs = (1.0, 1.0, 1.0)
+    return vs
 
 
 def _from_layout(root: Path, fractions, seed: int) -> DatasetFolder:
-    images = sorted((root / "images").glob("*.tif*"))
+    images = list_volumes(root / "images")
     if not images:
-        raise DatasetError(f"{root}: no dataset.yaml and no images/*.tif; expected a folder written by "
-                           "`neurovit synth` or images/ with labels/ or swc/ beside it")
-    from neurovit.data.tiff import read_voxel_size
+        raise DatasetError(f"{root}: no dataset.yaml and no images/NAME.tif (or other image format); expected a "
+                           "folder written by `neurovit synth` or `neurovit prepare`, or images/ with labels/ "
+                           "or swc/ beside it")
 
     order = np.random.default_rng(seed).permutation(len(images))
     n_val = max(1, int(round(fractions[1] * len(images)))) if len(images) >= 3 else 0
@@ -101,8 +118,8 @@ def _from_layout(root: Path, fractions, seed: int) -> DatasetFolder:
     records, unlabeled = [], []
     for rank, k in enumerate(order):
         img = images[k]
-        name = img.name.split(".")[0]
-        label = next(iter(sorted((root / "labels").glob(f"{name}.tif*"))), None)
+        name = volume_stem(img)
+        label = next((p for p in list_volumes(root / "labels") if volume_stem(p) == name), None)
         swc = root / "swc" / f"{name}.swc"
         swc = swc if swc.is_file() else None
         if label is None and swc is None:
@@ -113,8 +130,7 @@ def _from_layout(root: Path, fractions, seed: int) -> DatasetFolder:
     if unlabeled:
         raise DatasetError(f"{root}: no labels/NAME.tif or swc/NAME.swc for: {', '.join(unlabeled[:10])}")
     records.sort(key=lambda r: r.name)
-    vs = read_voxel_size(images[0]) or (1.0, 1.0, 1.0)
-    return DatasetFolder(root, records, tuple(vs), "voxel")
+    return DatasetFolder(root, records, _voxel_size_of(images[0], root), "voxel")
 
 
 def ensure_label(record: VolumeRecord, dataset: DatasetFolder, cache_dir: str | Path | None = None) -> Path:
@@ -123,13 +139,13 @@ def ensure_label(record: VolumeRecord, dataset: DatasetFolder, cache_dir: str | 
         return record.label
     from neurovit.data.render import render_mask
     from neurovit.data.swc import read_swc
-    from neurovit.data.tiff import read_stack, write_stack
+    from neurovit.data.tiff import write_stack
 
     cache = Path(cache_dir) if cache_dir is not None else dataset.root / ".cache" / "labels"
     out = cache / f"{record.name}.tif"
     if out.is_file() and out.stat().st_mtime >= record.swc.stat().st_mtime:
         return out
-    shape = read_stack(record.image).shape
+    shape = open_volume(record.image).shape
     m = read_swc(record.swc, units=dataset.swc_units)
     mask = render_mask(m, shape, dataset.voxel_size)
     write_stack(out, mask.astype(np.uint8), voxel_size=dataset.voxel_size)

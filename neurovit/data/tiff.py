@@ -57,9 +57,12 @@ def read_stack(path: PathLike, *, mmap: bool = True) -> np.ndarray:
 
 
 def read_voxel_size(path: PathLike) -> VoxelSize | None:
-    """Return the (z, y, x) voxel size in micrometres from ImageJ metadata, or None when it is not recorded."""
+    """Return the (z, y, x) voxel size in micrometres from OME-XML or ImageJ metadata, or None when it is
+    not recorded (an OME-TIFF without PhysicalSizeZ, or a plain TIFF, counts as unknown)."""
     path = _existing_file(path)
     with _open_tiff(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            return _ome_voxel_size(tif.ome_metadata)
         meta = tif.imagej_metadata
         if not meta:
             return None
@@ -70,6 +73,27 @@ def read_voxel_size(path: PathLike) -> VoxelSize | None:
     if scale is None or x is None or y is None or z is None:
         return None
     return (z * scale, y * scale, x * scale)
+
+
+def _ome_voxel_size(xml: str) -> VoxelSize | None:
+    """(z, y, x) µm from the first Image's Pixels PhysicalSize* attributes (OME default unit: µm)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = _positive_float(pixels.get(f"PhysicalSize{axis}"))
+        scale = UNIT_TO_UM.get(pixels.get(f"PhysicalSize{axis}Unit", "µm").strip().lower())
+        if value is None or scale is None:
+            return None
+        sizes.append(value * scale)
+    return tuple(sizes)  # type: ignore[return-value]
 
 
 def _existing_file(path: PathLike) -> Path:

@@ -1,4 +1,4 @@
-"""`neurovit fit|validate|test|predict`: LightningCLI over SegmentationModule + NeuronDataModule.
+"""`neurovit fit|validate|test`: LightningCLI over SegmentationModule + NeuronDataModule.
 
 Configs are YAML files of constructor arguments (see experiments/); several `--config` files merge left
 to right, and OmegaConf interpolations (`${data.block_depth}`) are resolved after command-line
@@ -30,7 +30,7 @@ TRAINER_DEFAULTS = {
 
 # Interpolations are resolved after command-line overrides in every subcommand's parser.
 PARSER_KWARGS = {"parser_mode": "omegaconf+",
-                 **{cmd: {"parser_mode": "omegaconf+"} for cmd in ("fit", "validate", "test", "predict")}}
+                 **{cmd: {"parser_mode": "omegaconf+"} for cmd in ("fit", "validate", "test")}}
 
 
 class RunConfig(SaveConfigCallback):
@@ -68,7 +68,12 @@ def _flatten_for_logging(cfg: dict, prefix: str = "") -> dict:
 
 
 class NeurovitCLI(LightningCLI):
-    """LightningCLI with neurovit's callback groups."""
+    """LightningCLI with neurovit's callback groups; fit, validate and test (prediction of stacks is the
+    separate `neurovit predict`, which normalises and resamples as the checkpoint says)."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate", "test")}
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(TransferInit, "init")
@@ -86,8 +91,10 @@ def run(argv: Sequence[str]) -> int:
     # `neurovit fit ...` hands its own argv to LightningCLI; sys.argv must keep them too (DDP re-launches
     # the command for the other ranks from sys.argv), which LightningCLI would warn about on every run.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    from neurovit.configs import resolve_config_args
+
     try:
-        NeurovitCLI(SegmentationModule, NeuronDataModule, args=list(argv), seed_everything_default=0,
+        NeurovitCLI(SegmentationModule, NeuronDataModule, args=resolve_config_args(argv), seed_everything_default=0,
                     trainer_defaults=TRAINER_DEFAULTS, save_config_callback=RunConfig,
                     save_config_kwargs={"overwrite": True}, parser_kwargs=PARSER_KWARGS,
                     auto_configure_optimizers=False)

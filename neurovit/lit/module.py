@@ -7,12 +7,15 @@ import warnings
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.segmentation import DiceScore
 
-from neurovit.inference import predict_volume
+from neurovit.data.normalise import CHECKPOINT_KEY, Preprocessing
+from neurovit.inference import segment_volume
 
 # DiceScore warns about its default even when `average` is given explicitly (as it is here).
 warnings.filterwarnings("ignore", message="DiceScore metric currently defaults")
@@ -78,6 +81,8 @@ class SegmentationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=[] if _made_by_cli() else ["net"])
         self.net = net
+        self.preprocessing: Preprocessing | None = None  # set from the data module or the checkpoint
+        self.last_predict_info: dict = {}
         object.__setattr__(self, "_compiled", None)  # not a submodule: keeps state_dict keys unchanged
         self.loss_fn = self._make_loss(loss, cldice_weight)
         self.val_dice = DiceScore(num_classes=1, include_background=True, average="micro",
@@ -121,13 +126,64 @@ class SegmentationModule(L.LightningModule):
     def roi_size(self) -> int:
         return int(getattr(self.net, "img_size", 100))
 
-    def predict_probabilities(self, volume: torch.Tensor, progress: bool = False) -> torch.Tensor:
-        """(Z, Y, X) normalised stack → (Z, Y, X) probabilities, on the module's device."""
+    # ------------------------------------------------------------------ preprocessing (saved in checkpoints)
+    def setup(self, stage: str) -> None:
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if self.preprocessing is None and isinstance(getattr(dm, "preprocessing", None), Preprocessing):
+            self.preprocessing = dm.preprocessing
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = (self.preprocessing or Preprocessing()).to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY)
+        if stored is None:
+            warnings.warn("the checkpoint records no preprocessing (written by an older neurovit): assuming "
+                          "normalisation percentiles (1, 99.8) and an unknown training voxel size", UserWarning,
+                          stacklevel=2)
+            saved = Preprocessing()
+        else:
+            saved = Preprocessing.from_dict(stored)
+        current = self.preprocessing
+        if current is not None and current != saved:
+            fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+            if fitting:
+                from neurovit.errors import NeurovitError
+
+                raise NeurovitError(f"the checkpoint was trained with {saved.to_dict()} but the data now gives "
+                                    f"{current.to_dict()}; resume with the same data.percentiles/clip and voxel "
+                                    "size, or start a new run")
+            rank_zero_warn(f"evaluating with the checkpoint's preprocessing {saved.to_dict()}, not the data "
+                           f"module's {current.to_dict()}")
+        self.preprocessing = saved
+
+    def predict_probabilities(self, volume, voxel_size=None, *, progress: bool = False, out=None, workdir=None,
+                              net=None, **overrides) -> torch.Tensor | np.ndarray:
+        """Raw (Z, Y, X) stack (tensor, array or lazy array) → (Z, Y, X) probabilities.
+
+        Normalised with the model's own normaliser and resampled to its training voxel size when
+        `voxel_size` (z, y, x µm) differs by more than 10 % (see `neurovit.inference.segment_volume`);
+        None means "unknown" (the model's voxel size is assumed, with a warning). Returns a tensor for a
+        tensor input, else the array written (`out` when given). `overrides` replace the module's
+        sliding-window settings (overlap, sw_batch_size, z_chunk, z_stride, autocast); `net` replaces the
+        network for the forward passes (e.g. a compiled copy).
+        """
+        prob, self.last_predict_info = self._segment(volume, voxel_size, progress=progress, out=out,
+                                                     workdir=workdir, net=net, **overrides)
+        return torch.from_numpy(prob) if isinstance(volume, torch.Tensor) else prob
+
+    def _segment(self, volume, voxel_size, *, net=None, **kwargs):
         h = self.hparams
-        prob = predict_volume(self.net, volume.to(self.device), block_depth=self.block_depth,
-                              roi_size=self.roi_size, overlap=h.sw_overlap, sw_batch_size=h.sw_batch_size,
-                              z_chunk=h.z_chunk, z_stride=h.get("z_stride"), progress=progress)
-        return torch.from_numpy(prob)
+        settings = {"overlap": h.sw_overlap, "sw_batch_size": h.sw_batch_size, "z_chunk": h.z_chunk,
+                    "z_stride": h.get("z_stride")}
+        settings.update({k: v for k, v in kwargs.items() if v is not None or k == "out"})
+        if isinstance(volume, torch.Tensor):
+            volume = volume.detach().cpu().numpy()
+        if voxel_size is not None and not all(math.isfinite(float(v)) for v in voxel_size):
+            voxel_size = None
+        return segment_volume(self.net if net is None else net, volume,
+                              preprocessing=self.preprocessing or Preprocessing(), voxel_size=voxel_size,
+                              block_depth=self.block_depth, roi_size=self.roi_size, device=self.device, **settings)
 
     # ------------------------------------------------------------------ steps
     def on_train_epoch_start(self) -> None:
@@ -144,7 +200,8 @@ class SegmentationModule(L.LightningModule):
 
     def _evaluate_volume(self, batch: dict) -> dict:
         image, label = batch["image"][0, 0], batch["label"][0, 0]
-        prob = self.predict_probabilities(image)
+        vs = batch.get("voxel_size")
+        prob = self.predict_probabilities(image, None if vs is None else [float(v) for v in vs[0]])
         pred = prob > self.hparams.threshold
         scores = volume_scores(pred, label.cpu() > 0)
         name = batch["name"][0] if isinstance(batch.get("name"), (list, tuple)) else str(batch.get("name", ""))
@@ -169,12 +226,6 @@ class SegmentationModule(L.LightningModule):
         for k in ("precision", "recall"):
             self.log(f"test/{k}", out["scores"][k], batch_size=1)
         return out
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The stacked probability volume of a whole stack (and its name)."""
-        image = batch["image"][0, 0]
-        name = batch["name"][0] if isinstance(batch.get("name"), (list, tuple)) else batch.get("name", "")
-        return {"name": name, "prob": self.predict_probabilities(image)}
 
     # ------------------------------------------------------------------ optimisation
     def _param_groups(self) -> list[dict]:
