@@ -230,10 +230,7 @@ def _run_config(args) -> int:
 
 
 def _add_prepare(sub) -> None:
-    try:  # TEMP
-        from neurovit.data.prepare import add_prepare_parser
-    except ImportError:  # TEMP
-        return  # TEMP
+    from neurovit.data.prepare import add_prepare_parser
 
     add_prepare_parser(sub)
 

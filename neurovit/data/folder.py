@@ -76,7 +76,7 @@ def _from_yaml(root: Path, meta_path: Path) -> DatasetFolder:
         label = root / v["label"] if v.get("label") else None
         swc = root / v["swc"] if v.get("swc") else None
         for p in (image, label, swc):
-            if p is not None and not p.is_file():
+            if p is not None and not p.exists():
                 missing.append(str(p.relative_to(root)))
         if label is None and swc is None:
             raise DatasetError(f"{meta_path}: volume {name!r} has neither 'label' nor 'swc' ground truth")
