@@ -55,6 +55,7 @@ bench: install $(DEMO_DIR)/run/checkpoints/last.ckpt $(DEMO_DIR)/allslices/check
 	$(PY) -m neurovit.benchmarks.inference --ckpt $(DEMO_DIR)/run/checkpoints/last.ckpt \
 		--allslices-ckpt $(DEMO_DIR)/allslices/checkpoints/last.ckpt --data $(DEMO_DIR)/data
 	$(PY) -m neurovit.benchmarks.levers --ckpt $(DEMO_DIR)/allslices/checkpoints/last.ckpt
+	$(PY) -m neurovit.benchmarks.spacing --ckpt $(DEMO_DIR)/run/checkpoints/last.ckpt
 	$(PY) -m neurovit.benchmarks.train
 
 $(DEMO_DIR)/run/checkpoints/last.ckpt:

@@ -103,10 +103,9 @@ def _index(folder: Path, what: str) -> tuple[dict[str, Path], dict[str, Path]]:
 def _voxel_size(voxel_size, gold: Path, tifs: list[Path]) -> tuple[tuple[float, float, float], str]:
     """(voxel size z, y, x, where it came from): argument, dataset.yaml, TIFF metadata, else (1, 1, 1)."""
     if voxel_size is not None:
-        v = tuple(float(x) for x in voxel_size)
-        if len(v) != 3 or min(v) <= 0:
-            raise NeurovitError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size!r}")
-        return v, "argument"  # type: ignore[return-value]
+        from neurovit.data.volumes import check_voxel_size
+
+        return check_voxel_size(voxel_size), "argument"
     meta = gold / "dataset.yaml"
     if meta.is_file():
         import yaml

@@ -71,11 +71,11 @@ def segment_volume(net, volume, *, preprocessing, voxel_size=None, block_depth: 
                 return np.empty(shp, dtype=np.float32)
             return np.lib.format.open_memmap(f"{tmp}/{name}.npy", mode="w+", dtype=np.float32, shape=shp)
 
-        image = resample(volume, grid, scratch("image", grid), progress=progress, desc="resample in")
+        image = resample(volume, in_vs, model_vs, grid, scratch("image", grid), progress=progress, desc="resample in")
         prob = predict_volume(net, image, normalise=norm, out=scratch("prob", grid), **kwargs)
         del image
         result = out if out is not None else np.empty(shape, dtype=np.float32)
-        resample(prob, shape, result, progress=progress, desc="resample out")
+        resample(prob, model_vs, in_vs, shape, result, progress=progress, desc="resample out")
         del prob
     return result, info
 

@@ -144,9 +144,9 @@ def _ball_recheck(tree: cKDTree, q: np.ndarray, radius: np.ndarray, a: np.ndarra
 def _in_units(m: Morphology, voxel_size: Sequence[float] | None) -> Morphology:
     if voxel_size is None:
         return m
-    v = tuple(float(x) for x in voxel_size)
-    if len(v) != 3 or min(v) <= 0:
-        raise MetricsError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size!r}")
+    from neurovit.data.volumes import check_voxel_size
+
+    v = check_voxel_size(voxel_size)
     return m.to_um(v) if m.units == "voxel" else m
 
 

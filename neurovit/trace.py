@@ -87,13 +87,9 @@ DEFAULT_TEASAR = TeasarParams()
 
 
 def _check_voxel_size(voxel_size: Sequence[float]) -> tuple[float, float, float]:
-    try:
-        v = tuple(float(x) for x in voxel_size)
-    except (TypeError, ValueError):
-        raise TraceError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size!r}") from None
-    if len(v) != 3 or not all(np.isfinite(v)) or min(v) <= 0:
-        raise TraceError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size!r}")
-    return v  # type: ignore[return-value]
+    from neurovit.data.volumes import check_voxel_size
+
+    return check_voxel_size(voxel_size)
 
 
 def binarize(volume: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -166,3 +166,15 @@ def test_packaged_configs_resolve_by_name(capsys):
     assert main(["config", "demo"]) == 0
     assert "neurovit_tiny_patch16" in capsys.readouterr().out
     assert main(["config", "nope"]) == 2
+
+
+def test_spacing_benchmark_prints_every_row(checkpoint, capsys):
+    from neurovit.benchmarks.spacing import main as spacing
+
+    spacing(["--ckpt", str(checkpoint), "--shape", "6", "40", "40", "--n-volumes", "3"])
+    text = capsys.readouterr().out
+    for row in ("native grid", "finer z, resampled", "finer z, not resampled", "2 µm gold → 1 µm grid"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(row))
+        mean_dice = float(line[len(row):].split(")")[1].split()[0])
+        assert 0.0 <= mean_dice <= 1.0
+    assert "trained at (2.0, 1.0, 1.0) µm" in text

@@ -11,6 +11,7 @@ import pytest
 from neurovit.data.morphogen import GrowthParams, random_morphology
 from neurovit.data.render import render_mask
 from neurovit.data.swc import SOMA, read_swc
+from neurovit.errors import VolumeError
 from neurovit.metrics import neuron_distance, point_segment_distance
 from neurovit.trace import TraceError, trace, trace_to_swc
 
@@ -98,7 +99,7 @@ def test_empty_volume_gives_an_empty_morphology(tmp_path: Path):
 def test_bad_input_raises_trace_error():
     with pytest.raises(TraceError, match="3D"):
         trace(np.zeros((8, 8)))
-    with pytest.raises(TraceError, match="voxel_size"):
+    with pytest.raises(VolumeError, match="voxel_size must be three positive numbers"):  # the one check
         trace(np.zeros((4, 8, 8)), voxel_size=(1.0, -1.0, 1.0))
 
 

@@ -155,11 +155,23 @@ def test_resampled_shape_keeps_the_extent():
     assert resampled_shape((10, 50, 51), (2.0, 0.5, 0.5), (1.0, 1.0, 1.0)) == (20, 25, 26)
 
 
-def test_resample_halving_z_averages_slice_pairs_and_round_trips_a_smooth_volume():
+def test_resample_follows_the_voxel_centre_convention_and_round_trips_a_smooth_volume():
+    # voxel i is centred at i · size: halving z keeps slices 0, 2, 4, ... (smoothed by σ = 0.5 slice)
     z = np.arange(8, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)
-    half = resample(z, (4, 4, 4), slab=3)
-    np.testing.assert_allclose(half[:, 0, 0], [0.5, 2.5, 4.5, 6.5])
+    half = resample(z, (1.0, 1.0, 1.0), (2.0, 1.0, 1.0), slab=3)
+    assert half.shape == (4, 4, 4)
+    np.testing.assert_allclose(half[1:3, 0, 0], [2.0, 4.0], atol=1e-5)  # a linear ramp survives smoothing (inside)
+    up = resample(z[::2], (2.0, 1.0, 1.0), (1.0, 1.0, 1.0), (7, 4, 4))
+    np.testing.assert_allclose(up[:, 0, 0], np.arange(7), atol=1e-5)  # interpolated between the centres
     smooth = np.fromfunction(lambda k, j, i: np.sin(k / 4) + np.cos(j / 6) + i / 20, (12, 30, 30), dtype=np.float32)
-    up = resample(smooth, (24, 60, 60))
-    back = resample(up, smooth.shape)
-    assert np.abs(back - smooth)[2:-2, 2:-2, 2:-2].max() < 0.05
+    fine = resample(smooth, (2.0, 1.0, 1.0), (1.0, 0.5, 0.5))
+    back = resample(fine, (1.0, 0.5, 0.5), (2.0, 1.0, 1.0), smooth.shape)
+    assert fine.shape == (24, 60, 60) and np.abs(back - smooth)[1:-2, 1:-2, 1:-2].max() < 0.05
+
+
+def test_resample_is_the_same_in_any_slab_size():
+    rng = np.random.default_rng(0)
+    vol = rng.random((17, 20, 24)).astype(np.float32)
+    a = resample(vol, (1.0, 0.5, 0.5), (3.0, 1.0, 1.0), slab=1)
+    b = resample(vol, (1.0, 0.5, 0.5), (3.0, 1.0, 1.0), slab=64)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the z halo hides slab borders

@@ -573,15 +573,9 @@ def _check_dtype(path: Path, dtype: Any) -> np.dtype:
 
 
 def _check_voxel_size(path: Path, voxel_size: Any) -> VoxelSize:
-    try:
-        sizes = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        sizes = ()
-    if len(sizes) != 3 or not all(math.isfinite(s) and s > 0 for s in sizes):
-        raise VolumeError(
-            f"{path}: voxel_size must be three positive numbers (z, y, x) in um, got {voxel_size!r}"
-        )
-    return sizes  # type: ignore[return-value]
+    from neurovit.data.volumes import check_voxel_size
+
+    return check_voxel_size(voxel_size, f"{path}: voxel_size")
 
 
 def _check_chunks(path: Path, chunks: Any, shape: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -133,9 +133,9 @@ def _centreline_voxels(a, b, shape, voxel_size) -> tuple[np.ndarray, np.ndarray]
 
 def _prepare(m: Morphology, voxel_size, min_radius):
     """Validated voxel size and split capsules (a, b, ra, rb) with the node index owning each piece."""
-    v = tuple(float(x) for x in voxel_size)
-    if len(v) != 3 or min(v) <= 0:
-        raise ValueError(f"voxel_size must be three positive numbers (z, y, x), got {voxel_size}")
+    from neurovit.data.volumes import check_voxel_size
+
+    v = check_voxel_size(voxel_size)
     a, b, ra, rb = segments_zyx(m, v)
     balls = np.flatnonzero((m.types == SOMA) | ((m.parent < 0) & (m.n_children == 0)))
     owner = np.concatenate([m.edges[:, 0], balls])

@@ -263,16 +263,9 @@ def _check_writable(path: Path, array: np.ndarray) -> np.ndarray:
 
 
 def _check_voxel_size(path: Path, voxel_size: Any) -> VoxelSize:
-    """Return voxel_size as three positive floats (z, y, x), raising TiffError otherwise."""
-    try:
-        sizes = tuple(_positive_float(v) for v in voxel_size)
-    except TypeError:  # not iterable
-        sizes = ()
-    if len(sizes) != 3 or None in sizes:
-        raise TiffError(
-            f"{path}: voxel_size must be three positive numbers (z, y, x) in um, got {voxel_size!r}"
-        )
-    return sizes  # type: ignore[return-value]
+    from neurovit.data.volumes import check_voxel_size
+
+    return check_voxel_size(voxel_size, f"{path}: voxel_size")
 
 
 def _imwrite(path: Path, fh: Any, data: np.ndarray, voxel_size: VoxelSize, compression: str | None) -> None:

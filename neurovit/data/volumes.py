@@ -192,8 +192,9 @@ def open_volume(path: PathLike, *, level: int = 0, voxel_size: Iterable[float] |
     return ImageVolume(path, fmt.name, array, vs, meta)
 
 
-def check_voxel_size(value: Any, what: str = "voxel size") -> VoxelSize:
-    """Three finite positive numbers (z, y, x) in µm, or VolumeError naming `what`."""
+def check_voxel_size(value: Any, what: str = "voxel_size") -> VoxelSize:
+    """Three finite positive numbers (z, y, x) in µm, or VolumeError naming `what` (the one voxel-size
+    check: readers, writers, tracing, rendering and metrics all call it)."""
     try:
         sizes = tuple(float(v) for v in value)
     except (TypeError, ValueError):
