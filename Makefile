@@ -28,6 +28,7 @@ NEUROVIT := $(VENV)/bin/neurovit
 # synthesise data → train the tiny demo model on CPU → score its validation predictions → non-learned baseline
 demo: install
 	$(NEUROVIT) synth @experiments/synth_demo.args --out $(DEMO_DIR)/data --overwrite
+	rm -rf $(DEMO_DIR)/run  # a new run: `neurovit fit` refuses to train into a folder that holds one
 	$(NEUROVIT) fit --config experiments/base.yaml --config experiments/demo.yaml \
 		--data.data_dir $(DEMO_DIR)/data --trainer.default_root_dir $(DEMO_DIR)/run
 	$(NEUROVIT) evaluate --pred $(DEMO_DIR)/run/predictions --gold $(DEMO_DIR)/data --split val --out $(DEMO_DIR)/run/evaluation
@@ -37,6 +38,7 @@ demo: install
 # learns D slices per block and needs them to catch up) — the whole-volume inference speed lever
 demo-allslices: install
 	test -f $(DEMO_DIR)/data/dataset.yaml || $(NEUROVIT) synth @experiments/synth_demo.args --out $(DEMO_DIR)/data
+	rm -rf $(DEMO_DIR)/allslices
 	$(NEUROVIT) fit --config experiments/base.yaml --config experiments/demo.yaml --config experiments/allslices.yaml \
 		--data.data_dir $(DEMO_DIR)/data --trainer.default_root_dir $(DEMO_DIR)/allslices --trainer.max_epochs 12
 

@@ -285,11 +285,11 @@ def _add_predict(sub) -> None:
 def _run_predict(args) -> int:
     from neurovit.predict import run_predict
 
-    run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
+    _, failures = run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
                 trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap, out_format=args.out_format,
                 sw_batch_size=args.batch_size, z_stride=args.z_stride, bf16=args.bf16, compile=args.compile,
                 progress=not args.no_progress)
-    return 0
+    return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

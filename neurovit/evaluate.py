@@ -14,9 +14,16 @@ SWC files are taken to be in voxel units of their image (the neurovit convention
 ``metric_units="um"`` they are in µm, using the voxel size (argument, else ``dataset.yaml``, else the TIFF
 metadata, else (1, 1, 1)).
 
-Reporting. Names present on one side only are listed (and warned about); a volume whose prediction and
-ground truth disagree in shape, or whose files cannot be read, is skipped and listed under `problems`.
-When no volume can be scored a `NeurovitError` names what was found on each side.
+Reporting. The metrics, their order, direction, format and units come from the registry
+`neurovit.metrics.METRICS`. Names present on one side only are listed (and warned about); a volume whose
+prediction and ground truth disagree in shape, or whose files cannot be read, is skipped and listed under
+`problems`. When no volume can be scored a `NeurovitError` names what was found on each side.
+
+Empty and degenerate inputs follow `neurovit.metrics`: an empty prediction scores 0 on every ratio
+against a non-empty ground truth (1.0 when both are empty), and a prediction traced to fewer than 2 nodes
+(or without edges) is *degenerate*: ESA/DSA/PDS get the finite worst value, the row says
+``degenerate: True``, the summary counts it, and it stays in every mean (n = number of volumes scored).
+NaN is left only where an input is missing (e.g. no TIFF: no voxel metrics), and means skip it.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ import numpy as np
 
 from neurovit.data.swc import Morphology, read_swc
 from neurovit.errors import NeurovitError
+from neurovit.metrics import get_spec, metric_names
 
 __all__ = ["EvaluationResult", "METRICS", "evaluate_folders", "format_summary"]
 
-METRICS = ("dice", "cldice", "precision", "recall", "esa", "dsa", "pds", "node_precision", "node_recall",
-           "node_f1")
-INFO = ("pred_nodes", "gold_nodes", "pred_trees", "pred_swc", "gold_mask", "seconds")
+METRICS = metric_names()  # names of the registry `neurovit.metrics.METRICS`, in its order
+INFO = ("degenerate", "pred_nodes", "gold_nodes", "pred_trees", "pred_swc", "gold_mask", "seconds")
 
 
 @dataclass
@@ -54,9 +61,15 @@ class EvaluationResult:
     settings: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def degenerate(self) -> list[str]:
+        """Names of the volumes whose tree comparison was degenerate (scored as the worst value, kept)."""
+        return [r["name"] for r in self.rows if r.get("degenerate")]
+
     def to_json(self) -> dict:
         return {"settings": self.settings, "summary": self.summary, "rows": self.rows,
-                "missing_pred": self.missing_pred, "missing_gold": self.missing_gold, "problems": self.problems}
+                "degenerate": self.degenerate, "missing_pred": self.missing_pred,
+                "missing_gold": self.missing_gold, "problems": self.problems}
 
 
 # --------------------------------------------------------------------------- discovery
@@ -169,8 +182,8 @@ def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dis
     from neurovit.trace import binarize, trace, trace_to_swc
 
     t0 = time.perf_counter()
-    row: dict = {"name": name, **dict.fromkeys(METRICS, math.nan), "pred_nodes": 0, "gold_nodes": 0,
-                 "pred_trees": 0, "pred_swc": "-", "gold_mask": "-"}
+    row: dict = {"name": name, **dict.fromkeys(METRICS, math.nan), "degenerate": False, "pred_nodes": 0,
+                 "gold_nodes": 0, "pred_trees": 0, "pred_swc": "-", "gold_mask": "-"}
     pred_vol = _read_volume(src.pred_tif) if src.pred_tif else None
     gold_vol = _read_volume(src.gold_tif) if src.gold_tif else None
     if pred_vol is not None and pred_vol.ndim != 3:
@@ -201,6 +214,7 @@ def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dis
         p, g = _to_units(pred_tree, metric_units, voxel_size), _to_units(gold_tree, metric_units, voxel_size)
         scores = reconstruction_scores(p, g, threshold=dist_threshold)
         row.update({k: scores[k] for k in METRICS if k in scores})
+        row["degenerate"] = bool(scores.get("degenerate", False))
     if pred_tree is not None:
         row["pred_nodes"], row["pred_trees"] = len(pred_tree), len(pred_tree.roots)
     if gold_tree is not None:
@@ -211,7 +225,9 @@ def _score_volume(name: str, src: _Sources, *, threshold: float, voxel_size, dis
 
 # --------------------------------------------------------------------------- summary and output
 def summarize(rows: list[dict], metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
-    """mean, std (sample, ddof = 1; 0 for one value) and n over the finite values of each metric."""
+    """mean, std (sample, ddof = 1; 0 for one value) and n over the finite values of each metric.
+
+    Degenerate volumes have finite (worst) values and are counted; only missing inputs (NaN) are skipped."""
     out = {}
     for k in metrics:
         vals = np.array([r[k] for r in rows if r.get(k) is not None and np.isfinite(r[k])], dtype=np.float64)
@@ -349,7 +365,8 @@ def _problem_text(result: EvaluationResult) -> str:
 
 
 def format_summary(result: EvaluationResult) -> str:
-    """Readable table: one line per metric with mean ± std (n), then what was missing or skipped."""
+    """Readable table: one line per metric with mean ± std (n) in the registry's format and units, the
+    number of degenerate volumes, then what was missing or skipped."""
     s = result.settings
     unit = "vox" if s.get("metric_units", "voxel") == "voxel" else "µm"
     head = (f"evaluated {len(result.rows)} volume(s): threshold {s.get('threshold')}, distance threshold "
@@ -359,11 +376,18 @@ def format_summary(result: EvaluationResult) -> str:
         st = result.summary.get(k)
         if st is None:
             continue
-        label = f"{k} ({unit})" if k in ("esa", "dsa") else k
+        spec = get_spec(k)
+        label = f"{k} ({unit})" if spec.units == "distance" else k
         if st["n"] == 0:
             lines.append(f"{label:<16}{'n/a':>10}  {'':<10}{0:>4}")
         else:
-            lines.append(f"{label:<16}{st['mean']:>10.4f}  ± {st['std']:<8.4f}{st['n']:>4}")
+            lines.append(f"{label:<16}{spec.format(st['mean']):>10}  ± {spec.format(st['std'], missing='n/a'):<8}"
+                         f"{st['n']:>4}")
+    degenerate = result.degenerate
+    if degenerate:
+        lines.append(f"{len(degenerate)} volume(s) traced to fewer than 2 nodes (a tree without edges: "
+                     f"{_listing(degenerate)}): ESA/DSA/PDS scored as the worst value and kept in the means "
+                     "(see neurovit/metrics.py)")
     extra = _problem_text(result)
     if extra:
         lines.append(extra)

@@ -57,6 +57,20 @@ def segment_volume(net, volume, *, preprocessing, voxel_size=None, block_depth: 
     elif model_vs is None:
         warnings.warn("the checkpoint records no training voxel size (written by an older neurovit); the stack "
                       "is predicted on its own grid without resampling", UserWarning, stacklevel=2)
+    from neurovit.data.normalise import NONFINITE_RULE, count_nonfinite
+
+    bad = count_nonfinite(volume)
+    info["nonfinite_voxels"] = bad
+    if bad:
+        warnings.warn(f"{bad} voxel(s) of the stack are NaN or infinite: {NONFINITE_RULE}", UserWarning,
+                      stacklevel=2)
+    roi = (roi_size, roi_size) if isinstance(roi_size, int) else tuple(roi_size)
+    small = [f"{n} {axis} < {need}" for n, axis, need in zip(volume.shape, ("slices", "rows", "columns"),
+                                                                (block_depth, *roi), strict=True) if n < need]
+    if small:
+        warnings.warn(f"the stack {tuple(volume.shape)} is smaller than one model block ({block_depth} x {roi[0]} x "
+                      f"{roi[1]}): {', '.join(small)}; it is padded (edge slices repeated, background in-plane), "
+                      "and predictions near the padding are less reliable", UserWarning, stacklevel=2)
     norm = preprocessing.normaliser.fit(volume)
     kwargs = dict(block_depth=block_depth, roi_size=roi_size, progress=progress, **predict_kwargs)
     in_vs = info["voxel_size"]
@@ -69,7 +83,11 @@ def segment_volume(net, volume, *, preprocessing, voxel_size=None, block_depth: 
         def scratch(name, shp):
             if workdir is None:
                 return np.empty(shp, dtype=np.float32)
-            return np.lib.format.open_memmap(f"{tmp}/{name}.npy", mode="w+", dtype=np.float32, shape=shp)
+            from neurovit.data.volumes import reserve_file
+
+            array = np.lib.format.open_memmap(f"{tmp}/{name}.npy", mode="w+", dtype=np.float32, shape=shp)
+            reserve_file(f"{tmp}/{name}.npy")  # a full disk: ENOSPC now, not SIGBUS later
+            return array
 
         image = resample(volume, in_vs, model_vs, grid, scratch("image", grid), progress=progress, desc="resample in")
         prob = predict_volume(net, image, normalise=norm, out=scratch("prob", grid), **kwargs)

@@ -25,11 +25,36 @@ def _existing_checkpoint(ckpt: str | Path) -> Path:
     return ckpt
 
 
+NOT_A_CHECKPOINT = "is not a neurovit checkpoint"
+CHECKPOINT_HINT = "pass RUN/checkpoints/last.ckpt or best-*.ckpt written by `neurovit fit`"
+
+
+def check_checkpoint(ckpt: str | Path) -> Path:
+    """`ckpt` if it is a Lightning checkpoint written by `neurovit fit`; else NeurovitError saying what it is."""
+    ckpt = _existing_checkpoint(ckpt)
+    try:
+        data = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # truncated zip, text file, pickle garbage: torch raises many types
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise NeurovitError(f"{ckpt} {NOT_A_CHECKPOINT} (torch cannot read it: {type(exc).__name__}: "
+                            f"{first[:120]}; a truncated or partial copy?); {CHECKPOINT_HINT}") from None
+    if not isinstance(data, dict) or "state_dict" not in data or "pytorch-lightning_version" not in data:
+        what = (f"a plain dict with keys {sorted(data)[:5]}" if isinstance(data, dict)
+                else f"a {type(data).__name__}")
+        raise NeurovitError(f"{ckpt} {NOT_A_CHECKPOINT} ({what}, e.g. a torch.save'd state dict, not a Lightning "
+                            f"checkpoint); {CHECKPOINT_HINT}")
+    if "net" not in data.get("hyper_parameters", {}):
+        raise NeurovitError(f"{ckpt} {NOT_A_CHECKPOINT} (a Lightning checkpoint that does not record its network "
+                            "configuration); load it in Python with SegmentationModule.load_from_checkpoint(path, "
+                            "net=...)")
+    return ckpt
+
+
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
     """The SegmentationModule of a checkpoint written by `neurovit fit`, in eval mode on `device`."""
     from neurovit.lit.module import SegmentationModule
 
-    ckpt = _existing_checkpoint(ckpt)
+    ckpt = check_checkpoint(ckpt)
     try:
         module = SegmentationModule.load_from_checkpoint(ckpt, map_location=device, weights_only=False)
     except TypeError as exc:
@@ -120,7 +145,9 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
 
     volume = open_volume(image_path, voxel_size=voxel_size)
     name = volume.name
-    paths = output_paths(name, Path(out_dir), out_format)
+    out_dir = prepare_out_dir(out_dir)
+    paths = output_paths(name, out_dir, out_format)
+    check_free_space(volume, out_dir, module, save, out_format)
     t0 = time.perf_counter()
     model_vs = module.preprocessing.voxel_size if module.preprocessing is not None else None
     out_vs = volume.voxel_size or model_vs or (1.0, 1.0, 1.0)
@@ -162,24 +189,89 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
     return written
 
 
-def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = False, **kwargs) -> list[dict]:
-    """Predict every input stack with the checkpoint's model; returns one record per stack.
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output folder and check that it can be written to (one-line errors otherwise)."""
+    import tempfile
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NeurovitError(f"--out {out_dir} is an existing file; give a folder for the outputs")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".neurovit-write-test-"):
+            pass
+    except OSError as exc:
+        raise NeurovitError(f"cannot write to --out {out_dir} ({exc.strerror or exc}); choose a writable folder") from None
+    return out_dir
+
+
+def check_free_space(volume, out_dir: Path, module, save: str, out_format: str) -> int:
+    """Refuse early when the outputs of `volume` cannot fit on `out_dir`'s disk; returns the bytes needed.
+
+    Needed: the float32 probabilities (always written, renamed or removed at the end), the uint8 mask,
+    and two float32 scratch volumes on the model's grid when the stack is resampled."""
+    import math
+    import shutil
+
+    from neurovit.data.resample import resampled_shape
+    from neurovit.data.volumes import spacing_differs
+
+    n = math.prod(volume.shape)
+    need = 4 * n + (n if save in ("mask", "both") else 0)
+    model_vs = module.preprocessing.voxel_size if module.preprocessing is not None else None
+    if volume.voxel_size and model_vs and spacing_differs(volume.voxel_size, model_vs):
+        need += 2 * 4 * math.prod(resampled_shape(volume.shape, volume.voxel_size, model_vs))
+    free = shutil.disk_usage(out_dir).free
+    if need > free:
+        raise NeurovitError(f"{volume.path.name}: its outputs need {need / 1e9:.2f} GB but {out_dir} has "
+                            f"{free / 1e9:.2f} GB free; free space or choose another --out")
+    return need
+
+
+def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = False,
+                **kwargs) -> tuple[list[dict], list[str]]:
+    """Predict every input stack with the checkpoint's model; returns (one record per stack written,
+    "NAME: why" for every stack that failed). A bad stack is reported and skipped, the others are
+    predicted; the caller turns failures into a non-zero exit code.
 
     compile: run the network through `torch.compile`, compiled once for all stacks (the first pays the
     compilation, about a minute on a CPU; worth it for large or many stacks).
     """
-    _existing_checkpoint(ckpt)  # before listing inputs: a wrong checkpoint is the likelier mistake
+    import sys
+
+    check_checkpoint(ckpt)  # before listing inputs: a wrong checkpoint is the likelier mistake
     files = list_inputs(inputs)
+    out_dir = prepare_out_dir(out_dir)
     module = load_model(ckpt, resolve_device(device))
     module.ckpt_path = str(ckpt)
     net = torch.compile(module.net) if compile else None
-    results = []
+    results, failures = [], []
     for f in files:
-        results.append(predict_stack(module, f, Path(out_dir), net=net, **kwargs))
+        try:
+            results.append(predict_stack(module, f, out_dir, net=net, **kwargs))
+        except (NeurovitError, OSError) as exc:
+            msg = _one_line(exc)
+            failures.append(f"{f.name}: {msg}")
+            print(f"{f.name}: FAILED: {msg}", file=sys.stderr, flush=True)
+            continue
         r = results[-1]
         vs = f"voxel size {tuple(r['voxel_size'])} µm ({r['voxel_size_from']})"
         if r.get("resampled_to"):
             vs += f", predicted at the model's spacing on {tuple(r['resampled_to'])}"
         print(f"{f.name}: {tuple(r['shape'])}, {vs}, {r['seconds']:.1f} s → "
               + ", ".join(str(r[k]) for k in ("prob", "mask", "swc") if k in r), flush=True)
-    return results
+    if len(files) > 1 or failures:
+        print(f"predicted {len(results)} of {len(files)} stack(s) into {out_dir}"
+              + (f"; {len(failures)} failed:\n  " + "\n  ".join(failures) if failures else ""), flush=True)
+    return results, failures
+
+
+def _one_line(exc: BaseException) -> str:
+    """A user-facing one-line description of an input/OS error (ENOSPC gets its own words)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"the disk is full ({exc.filename or 'output'}); free space or choose another --out"
+    if isinstance(exc, OSError) and not isinstance(exc, NeurovitError):
+        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -32,6 +32,7 @@ from neurovit.ablate import (
     t_interval,
 )
 from neurovit.ablate.grid import build_fit_command, build_test_command
+from neurovit.metrics import METRICS, MetricsError, metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 T_975_2 = 4.302652729749464  # t_{0.975, 2}: two-sided 95 % quantile of Student's t with 2 degrees of freedom
@@ -242,6 +243,7 @@ def test_tables_from_finished_cells(tmp_path):
     run_grid(cfg, devices="cpu", runner=FakeRunner(), evaluator=fake_metrics, say=lambda s: None)
     rows = collect_results(cfg)
     assert len(rows) == 16 and {r["strategy"] for r in rows} == set(cfg.strategies)
+    assert set(metric_names()) <= set(rows[0])  # every registry metric is a results.csv column
     paths = aggregate(cfg, figures=False, say=lambda s: None)
     with open(paths["results"]) as fh:
         results = list(csv.DictReader(fh))
@@ -257,6 +259,74 @@ def test_tables_from_finished_cells(tmp_path):
     assert "| center | 1 (?) | 2 |" in md and "Paired difference against scratch" in md
     assert "**0.555 ± 0.007" in md  # the best Dice at fraction 1 is bold
     assert "+0.050 [+0.050, +0.050]" in md
+
+
+def two_strategy_summary(metrics=("dice", "esa")) -> list[dict]:
+    """scratch: Dice 0.60/0.62, ESA 3/3.2; center: Dice 0.70/0.72, ESA 4/4.2 (two seeds, fraction 1)."""
+    rows = [{"strategy": s, "fraction": 1.0, "seed": seed, "dice": d + 0.02 * seed, "esa": e + 0.2 * seed,
+             "n_train_volumes": 2} for s, d, e in (("scratch", 0.6, 3.0), ("center", 0.7, 4.0)) for seed in (0, 1)]
+    return summarize(rows, list(metrics), "scratch")
+
+
+def _table_row(md: str, strategy: str) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {strategy} | 1 (2) |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_tables_bold_and_format_by_the_registry(monkeypatch):
+    from dataclasses import replace
+
+    from neurovit.ablate.aggregate import summary_markdown
+
+    summary = two_strategy_summary()
+    md = summary_markdown(summary, ["dice", "esa"])
+    assert "Dice ↑ ESA ↓" in md and "ESA in voxels" in md
+    scratch, center = _table_row(md, "scratch"), _table_row(md, "center")
+    assert center[3].startswith("**0.710 ± 0.014") and not scratch[3].startswith("**")  # higher Dice wins
+    assert scratch[4].startswith("**3.10 ± 0.14") and not center[4].startswith("**")  # lower ESA wins (.2f)
+    assert "+0.100" in md and "+1.00" in md  # paired Δ in each metric's format
+    assert "ESA in µm" in summary_markdown(summary, ["dice", "esa"], distance_unit="µm")
+    # the tables read the registry when they are written: flipping a direction flips the bold value
+    monkeypatch.setitem(METRICS, "dice", replace(METRICS["dice"], higher_is_better=False, fmt=".2f"))
+    md = summary_markdown(summary, ["dice", "esa"])
+    assert "Dice ↓" in md
+    assert _table_row(md, "scratch")[3].startswith("**0.61 ± 0.01") and not _table_row(md, "center")[3].startswith("**")
+    with pytest.raises(MetricsError, match="unknown metric 'iou'"):
+        summary_markdown(two_strategy_summary(("dice", "iou")), ["dice", "iou"])
+
+
+def test_figure_titles_and_axis_labels_come_from_the_registry(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurovit.ablate.figures import plot_metrics_vs_fraction
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    summary = two_strategy_summary()
+    plot_metrics_vs_fraction(summary, ["dice", "esa"], tmp_path / "a.png", distance_unit="µm")
+    monkeypatch.setitem(METRICS, "esa", replace(METRICS["esa"], label="ESA*", higher_is_better=True))
+    plot_metrics_vs_fraction(summary, ["dice", "esa"], tmp_path / "b.png")
+    try:
+        first, second = ([(ax.get_title(), ax.get_ylabel()) for ax in f.axes] for f in figures)
+        assert first == [("Dice (higher is better)", "Dice"), ("ESA (lower is better)", "ESA (µm)")]
+        assert second[1] == ("ESA* (higher is better)", "ESA* (voxels)")
+    finally:
+        for f in figures:
+            close(f)
+
+
+def test_grid_metrics_come_from_the_registry(tmp_path):
+    cfg = make_cfg(tmp_path)
+    assert cfg.metrics == list(metric_names(headline=True)) == ["dice", "cldice", "esa", "dsa", "pds", "node_f1"]
+    assert make_cfg(tmp_path, metrics=["node_recall", "dsa"]).metrics == ["node_recall", "dsa"]
+    with pytest.raises(AblationConfigError, match=r"\['hd95'\]; known: " + ", ".join(metric_names())):
+        make_cfg(tmp_path, metrics=["dice", "hd95"])
 
 
 # --------------------------------------------------------------------------- figures

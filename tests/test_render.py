@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from neurovit.cli import main
+from neurovit.data import render
 from neurovit.data.render import cone_sphere_excess, fit_to_volume, render_mask, render_segment_ids
 from neurovit.data.swc import Morphology, read_swc
+from neurovit.errors import DatasetError
 
 
 def brute_force_excess(points_zyx, a, b, ra, rb, samples=4001):
@@ -133,3 +136,102 @@ def test_every_real_morphology_renders(shared_morphologies):
         _, n = ndimage.label(mask, np.ones((3, 3, 3)))
         roots = len(m.roots)
         assert 0 < n <= roots, f.name  # each tree stays one piece at coarse voxels
+
+
+HUGE_SWC = "1 1 0 0 0 1 -1\n2 3 1e12 0 0 1 1\n"  # coordinates in nm (or worse) read as µm
+
+
+def test_fit_to_volume_refuses_a_grid_too_large_to_allocate(write_swc_text):
+    m = read_swc(write_swc_text(HUGE_SWC, name="huge.swc"))
+    with pytest.raises(DatasetError) as info:
+        fit_to_volume(m, (1.0, 1.0, 1.0))
+    msg = str(info.value)
+    assert "huge.swc" in msg and "13 x 13 x 1000000000013 (z, y, x)" in msg
+    assert "1e+12 x 2 x 2 µm (x, y, z)" in msg and f"{render.MAX_GRID_VOXELS:,}" in msg
+    assert "check the SWC's units (µm vs nm/voxels) and the voxel size" in msg and "\n" not in msg
+
+
+def test_fit_to_volume_converts_a_voxel_unit_morphology_to_um(tiny_swc):
+    m = read_swc(tiny_swc)
+    vs = (2.0, 0.5, 0.25)
+    um, shape = fit_to_volume(m, vs)
+    from_vox, shape_vox = fit_to_volume(m.to_voxels(vs), vs)
+    assert shape_vox == shape and from_vox.units == "um"
+    np.testing.assert_allclose(from_vox.xyz, um.xyz)
+    np.testing.assert_allclose(from_vox.radius, um.radius)
+
+
+def test_fit_to_volume_limit_is_the_module_constant(tiny_swc, monkeypatch):
+    m = read_swc(tiny_swc)
+    _, shape = fit_to_volume(m, (1.0, 1.0, 1.0), margin=0.0)
+    n = int(np.prod(shape))
+    monkeypatch.setattr(render, "MAX_GRID_VOXELS", n)
+    assert fit_to_volume(m, (1.0, 1.0, 1.0), margin=0.0)[1] == shape  # exactly at the limit: fine
+    monkeypatch.setattr(render, "MAX_GRID_VOXELS", n - 1)
+    with pytest.raises(DatasetError, match="tiny.swc"):
+        fit_to_volume(m, (1.0, 1.0, 1.0), margin=0.0)
+
+
+@pytest.mark.parametrize("func", [render_mask, render_segment_ids])
+def test_render_refuses_a_grid_over_the_limit_before_allocating(tiny_swc, func):
+    pattern = r"tiny.swc: .*2048 x 2048 x 1024 \(z, y, x\) grid.*check the SWC's units"
+    with pytest.raises(DatasetError, match=pattern):
+        func(read_swc(tiny_swc), (2048, 2048, 1024))  # 2**32 voxels
+
+
+def test_render_rejects_a_negative_shape(tiny_swc):
+    with pytest.raises(DatasetError, match=r"three non-negative integers"):
+        render_mask(read_swc(tiny_swc), (4, -4, 4))
+
+
+def test_render_refuses_coordinates_beyond_1000_km(tiny_swc):
+    m = read_swc(tiny_swc).translate((0.0, 0.0, 3e15))
+    with pytest.raises(DatasetError, match="reach 3e\\+15 µm.*check the SWC's units"):
+        render_mask(m, (4, 4, 4))
+
+
+def test_a_far_too_long_neurite_renders_in_a_given_small_grid():
+    # before: one 1e12 µm edge was cut into 2.5e11 pieces first (terabytes), though 5 voxels are inside
+    m = Morphology(np.array([[0.0, 0.0, 0.0], [1e12, 0.0, 0.0]]), np.ones(2), np.full(2, 3),
+                   np.array([-1, 0]))
+    mask = render_mask(m, (5, 5, 5))
+    assert mask.sum() == 15 and mask[0, 0, :].all() and mask[0, 1, :].all() and mask[1, 0, :].all()
+    ids = render_segment_ids(m, (5, 5, 5))
+    np.testing.assert_array_equal(ids >= 0, mask)
+
+
+@pytest.mark.parametrize("connect", [True, False])
+def test_rendering_a_corner_of_the_grid_matches_the_whole(tiny_swc, connect):
+    # Only the capsule pieces that can reach the grid are made; the result must not change.
+    m = read_swc(tiny_swc).resample(0.7)
+    whole = render_mask(m, (6, 20, 30), (0.5, 0.25, 0.3), connect=connect)
+    corner = render_mask(m, (3, 9, 21), (0.5, 0.25, 0.3), connect=connect)
+    np.testing.assert_array_equal(corner, whole[:3, :9, :21])
+    assert corner.sum() > 10
+    ids = render_segment_ids(m, (6, 20, 30), (0.5, 0.25, 0.3), connect=connect)
+    np.testing.assert_array_equal(render_segment_ids(m, (3, 9, 21), (0.5, 0.25, 0.3), connect=connect),
+                                  ids[:3, :9, :21])
+
+
+def test_cli_render_of_a_huge_swc_is_a_one_line_error(write_swc_text, tmp_path, capsys):
+    swc = write_swc_text(HUGE_SWC, name="huge.swc")
+    out = tmp_path / "mask.tif"
+    assert main(["render", "--swc", str(swc), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("neurovit render: error: ") and "huge.swc" in err and "check the SWC's units" in err
+    assert not out.exists()
+
+
+def test_cli_render_of_a_huge_swc_into_a_given_shape_works(write_swc_text, tmp_path, capsys):
+    swc = write_swc_text(HUGE_SWC, name="huge.swc")
+    out = tmp_path / "mask.tif"
+    assert main(["render", "--swc", str(swc), "--out", str(out), "--shape", "5", "5", "5"]) == 0
+    assert "15 foreground voxels" in capsys.readouterr().out and out.exists()
+
+
+def test_cli_render_of_an_swc_with_nan_is_a_one_line_error(write_swc_text, tmp_path, capsys):
+    swc = write_swc_text("1 1 0 0 0 1 -1\n2 3 nan 0 0 1 1\n", name="nan.swc")
+    assert main(["render", "--swc", str(swc), "--out", str(tmp_path / "m.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nan.swc:2: coordinate is not finite" in err

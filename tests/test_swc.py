@@ -75,6 +75,15 @@ def test_types_5_6_used_as_neurite_kinds_are_kept():
     (["1 1 0 0 0 1 1"], r"its own parent", 1),
     (["1 1 0 0 0 1 -1", "1 3 0 0 0 1 1"], r"duplicate node id 1 \(first defined on line 1\)", 2),
     (["1.5 1 0 0 0 1 -1"], r"node id '1.5' is not an integer", 1),
+    (["1 1 0 0 0 1 -1", "-1 3 0 0 0 1 1"],
+     r"node id -1 is negative; ids must be positive integers \(parent -1 marks a root\)", 2),
+    (["-7 1 0 0 0 1 -1"], r"node id -7 is negative", 1),
+    (["1 1 0 0 0 1 -1", "2 3 nan 0 0 1 1"], r"coordinate is not finite", 2),
+    (["1 1 0 0 0 1 -1", "2 3 0 inf 0 1 1"], r"coordinate is not finite", 2),
+    (["1 1 0 0 0 1 -1", "2 3 0 0 -Infinity 1 1"], r"coordinate is not finite", 2),
+    (["1 1 0 0 0 1 -1", "2 3 0 0 1e400 1 1"], r"coordinate is not finite", 2),
+    (["1 1 0 0 0 1 -1", "2 3 0 0 0 1 1e20"], r"parent id 100000000000000000000 of node 2 does not exist", 2),
+    (["1 1 0 0 0 1 -1", "2 1e20 0 0 0 1 1"], r"type '1e20' is out of range", 2),
     (["# only a comment"], r"no nodes found", None),
 ])
 def test_malformed_input_names_file_and_line(write_swc_text, lines, message, line_no):
@@ -85,6 +94,45 @@ def test_malformed_input_names_file_and_line(write_swc_text, lines, message, lin
     assert info.value.line == line_no
     if line_no is not None:
         assert f"bad.swc:{line_no}:" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["1 1 0 0 0 1 -1\n2 3 1 0 0 1 1\n",
+                                  "# exported\n1 1 0 0 0 1 -1\n2 3 1 0 0 1 1\n",
+                                  "\r\n1 1 0 0 0 1 -1\r\n2 3 1 0 0 1 1\r\n"])
+def test_utf8_byte_order_mark_is_ignored(tmp_path, text):
+    path = tmp_path / "bom.swc"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Windows tools save "UTF-8"
+    m = read_swc(path)
+    assert m.n_nodes == 2 and m.parent.tolist() == [-1, 0]
+    assert m.header == (["# exported"] if text.startswith("#") else [])
+    lines = ("\ufeff" + text).splitlines()  # parse_swc on text decoded as plain utf-8
+    assert parse_swc(lines).n_nodes == 2
+
+
+def test_id_zero_is_accepted_as_some_tools_start_there():
+    m = parse_swc(["0 1 0 0 0 1 -1", "1 3 1 0 0 1 0", "2 3 2 0 0 1 1"])
+    assert m.parent.tolist() == [-1, 0, 1]
+
+
+def test_any_negative_parent_marks_a_root():
+    m = parse_swc(["1 1 0 0 0 1 -1", "2 3 1 0 0 1 -2", "3 3 2 0 0 1 2"])
+    assert len(m.roots) == 2
+
+
+def test_ids_beyond_float_precision_stay_distinct():
+    big = 2**53  # 2**53 and 2**53 + 1 are the same float64
+    m = parse_swc([f"{big} 1 0 0 0 1 -1", f"{big + 1} 3 1 0 0 1 {big}", f"{big + 2} 3 2 0 0 1 {big + 1}"])
+    assert m.parent.tolist() == [-1, 0, 1]
+
+
+def test_units_come_from_the_header_unless_given(tiny_swc, tmp_path):
+    m = read_swc(tiny_swc)
+    assert m.units == "um"  # no header: µm
+    vox = write_swc(m.to_voxels((2.0, 0.5, 0.5)), tmp_path / "vox.swc")
+    assert "# units: voxel" in vox.read_text()
+    assert read_swc(vox).units == "voxel"
+    assert read_swc(vox, units="um").units == "um"  # an explicit argument wins
+    assert read_swc(write_swc(m, tmp_path / "um.swc")).units == "um"
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -5,7 +5,9 @@ For the n seeds of a (strategy, fraction) cell with values x_1..x_n:
   mean x̄ = Σ x_i / n,  std s = √(Σ (x_i − x̄)² / (n − 1)),  95 % interval x̄ ± t_{0.975, n−1} · s / √n.
 Paired differences d_i = x_i(strategy) − x_i(reference) over the seeds present in both get the same
 three numbers; an interval that excludes 0 is a significant difference at the 5 % level (paired t-test).
-Non-finite values (e.g. ESA of an empty reconstruction) are left out; n counts the values used.
+Labels, directions (which mean is bold) and formats come from the registry `neurovit.metrics.METRICS`.
+An empty or one-node reconstruction has finite worst values (see `neurovit.metrics`), so it is averaged
+in; only missing values (a metric a cell did not report) are left out, and n counts the values used.
 """
 
 from __future__ import annotations
@@ -20,13 +22,8 @@ import numpy as np
 
 from neurovit.ablate.grid import AblationConfig, expand_grid
 from neurovit.ablate.runner import read_done
+from neurovit.metrics import METRICS, best, get_spec
 
-# metric → (label, higher is better, decimals)
-METRIC_INFO = {
-    "dice": ("Dice", True, 3), "cldice": ("clDice", True, 3), "precision": ("precision", True, 3),
-    "recall": ("recall", True, 3), "esa": ("ESA", False, 2), "dsa": ("DSA", False, 2), "pds": ("PDS", False, 3),
-    "node_precision": ("node P", True, 3), "node_recall": ("node R", True, 3), "node_f1": ("node F1", True, 3),
-}
 RESULT_COLUMNS = ("cell", "strategy", "fraction", "seed", "n_train_volumes", "n_test_volumes")
 
 
@@ -112,7 +109,7 @@ def collect_results(cfg: AblationConfig) -> list[dict]:
         row = {"cell": cell.id, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
                "n_train_volumes": done.get("n_train_volumes"),
                "n_test_volumes": done.get("metrics", {}).get("n_test_volumes")}
-        row.update({m: done.get("metrics", {}).get(m, math.nan) for m in METRIC_INFO})
+        row.update({m: done.get("metrics", {}).get(m, math.nan) for m in METRICS})
         row["dice_lightning"] = done.get("lightning_test", {}).get("dice", math.nan)
         row["seconds"] = done.get("seconds", {}).get("total", math.nan)
         rows.append(row)
@@ -137,29 +134,30 @@ def write_csv(rows: Sequence[dict], path: Path) -> Path:
     return path
 
 
-def _num(v: float, dec: int, sign: bool = False) -> str:
-    if v is None or not math.isfinite(v):
-        return "–"
-    return f"{v:+.{dec}f}" if sign else f"{v:.{dec}f}"
-
-
 def _best_means(summary: Sequence[dict], metric: str, fraction: float) -> float | None:
-    higher = METRIC_INFO.get(metric, (metric, True, 3))[1]
-    means = [r["mean"] for r in summary if r["metric"] == metric and math.isclose(r["fraction"], fraction)
-             and math.isfinite(r["mean"])]
-    return (max(means) if higher else min(means)) if means else None
+    """The best mean of `metric` at `fraction` by the registry's direction (None when there is none)."""
+    return best(metric, (r["mean"] for r in summary
+                         if r["metric"] == metric and math.isclose(r["fraction"], fraction)))
+
+
+def distance_unit(cfg: AblationConfig) -> str:
+    """Unit of the distance metrics (ESA, DSA) of an ablation's evaluation: "µm" or "voxels"."""
+    return "µm" if str(cfg.evaluate.get("metric_units", "voxel")).lower() == "um" else "voxels"
 
 
 def summary_markdown(summary: Sequence[dict], metrics: Sequence[str], reference: str = "scratch",
-                     title: str = "Ablation") -> str:
-    """Two Markdown tables: mean ± std [95 % CI] per cell (best mean per fraction in bold), and paired Δ."""
-    info = {m: METRIC_INFO.get(m, (m, True, 3)) for m in metrics}
-    arrows = " ".join(f"{lab} {'↑' if up else '↓'}" for lab, up, _ in info.values())
-    head = "| strategy | fraction (volumes) | seeds | " + " | ".join(lab for lab, _, _ in info.values()) + " |"
+                     title: str = "Ablation", distance_unit: str = "voxels") -> str:
+    """Two Markdown tables: mean ± std [95 % CI] per cell (best mean per fraction in bold, by the registry's
+    direction of each metric), and paired Δ; numbers in the registry's format."""
+    specs = {m: get_spec(m) for m in metrics}
+    arrows = " ".join(f"{sp.display} {'↑' if sp.higher_is_better else '↓'}" for sp in specs.values())
+    head = "| strategy | fraction (volumes) | seeds | " + " | ".join(sp.display for sp in specs.values()) + " |"
+    distances = [sp.display for sp in specs.values() if sp.units == "distance"]
+    units = f" {', '.join(distances)} in {distance_unit}." if distances else ""
     rule = "|---|---|---|" + "---|" * len(metrics)
     lines = [f"# {title}", "",
              f"Mean ± std over seeds [95 % t-interval of the mean] per strategy and training fraction "
-             f"({arrows}: ↑ higher is better, ↓ lower is better; best mean per fraction in **bold**).", "",
+             f"({arrows}: ↑ higher is better, ↓ lower is better; best mean per fraction in **bold**).{units}", "",
              head, rule]
     keys = list(dict.fromkeys((r["strategy"], r["fraction"]) for r in summary))
     order = list(dict.fromkeys(s for s, _ in keys))
@@ -170,20 +168,20 @@ def summary_markdown(summary: Sequence[dict], metrics: Sequence[str], reference:
         vols = first.get("n_train_volumes")
         cells = []
         for m in metrics:
-            r, dec = by.get((s, f, m)), info[m][2]
+            r, fmt = by.get((s, f, m)), specs[m].format
             if r is None:
                 cells.append("–")
                 continue
-            text = _num(r["mean"], dec)
+            text = fmt(r["mean"])
             if r["n"] > 1:
-                text += f" ± {_num(r['std'], dec)} [{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]"
-            best = _best_means(summary, m, f)
-            cells.append(f"**{text}**" if best is not None and math.isclose(r["mean"], best) else text)
+                text += f" ± {fmt(r['std'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}]"
+            top = _best_means(summary, m, f)
+            cells.append(f"**{text}**" if top is not None and math.isclose(r["mean"], top) else text)
         lines.append(f"| {s} | {f:g} ({vols if vols is not None else '?'}) | {first.get('n', 0)} | "
                      + " | ".join(cells) + " |")
     lines += ["", f"Paired difference against {reference} (same seed, same training volumes): mean Δ "
               f"[95 % t-interval]; an interval that excludes 0 is significant at the 5 % level (paired t-test).",
-              "", "| strategy | fraction | pairs | " + " | ".join(f"Δ {lab}" for lab, _, _ in info.values()) + " |",
+              "", "| strategy | fraction | pairs | " + " | ".join(f"Δ {sp.display}" for sp in specs.values()) + " |",
               rule]
     for s, f in keys:
         if s == reference:
@@ -191,14 +189,14 @@ def summary_markdown(summary: Sequence[dict], metrics: Sequence[str], reference:
         first = by.get((s, f, metrics[0]), {})
         cells = []
         for m in metrics:
-            r, dec = by.get((s, f, m), {}), info[m][2]
+            r, fmt = by.get((s, f, m), {}), specs[m].format
             if not r.get("diff_n"):
                 cells.append("–")
                 continue
             sig = math.isfinite(r["diff_lo"]) and (r["diff_lo"] > 0 or r["diff_hi"] < 0)
-            text = _num(r["diff_mean"], dec, True)
+            text = fmt(r["diff_mean"], sign=True)
             if r["diff_n"] > 1:
-                text += f" [{_num(r['diff_lo'], dec, True)}, {_num(r['diff_hi'], dec, True)}]"
+                text += f" [{fmt(r['diff_lo'], sign=True)}, {fmt(r['diff_hi'], sign=True)}]"
             cells.append(f"**{text}**" if sig else text)
         lines.append(f"| {s} | {f:g} | {first.get('diff_n', 0)} | " + " | ".join(cells) + " |")
     n_seeds = max((r["n"] for r in summary), default=0)
@@ -217,7 +215,8 @@ def aggregate(cfg: AblationConfig, figures: bool = True, say=print) -> dict[str,
     out = cfg.out_dir
     summary = summarize(rows, cfg.metrics, cfg.reference)
     paths = {"results": write_csv(rows, out / "results.csv"), "summary": write_csv(summary, out / "summary.csv")}
-    md = summary_markdown(summary, cfg.metrics, cfg.reference, title=f"Ablation {cfg.name}")
+    md = summary_markdown(summary, cfg.metrics, cfg.reference, title=f"Ablation {cfg.name}",
+                          distance_unit=distance_unit(cfg))
     paths["markdown"] = out / "summary.md"
     paths["markdown"].write_text(md, encoding="utf-8")
     if figures:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurovit.ablate.aggregate import METRIC_INFO
 from neurovit.ablate.grid import AblationConfig, Cell
+from neurovit.metrics import get_spec
 
 
 def _pyplot():
@@ -23,9 +23,10 @@ def _pyplot():
 
 
 def plot_metrics_vs_fraction(summary: Sequence[dict], metrics: Sequence[str], path: str | Path,
-                             error_bars: str = "std", title: str = "") -> Path:
+                             error_bars: str = "std", title: str = "", distance_unit: str = "voxels") -> Path:
     """One panel per metric: mean over seeds vs training fraction, one line per strategy, with error bars
-    of ± std ("std") or the 95 % t-interval of the mean ("ci")."""
+    of ± std ("std") or the 95 % t-interval of the mean ("ci"). Titles, y labels (with `distance_unit` for
+    ESA/DSA) and the better direction come from the registry `neurovit.metrics.METRICS`."""
     plt = _pyplot()
     path = Path(path)
     strategies = list(dict.fromkeys(r["strategy"] for r in summary))
@@ -35,7 +36,7 @@ def plot_metrics_vs_fraction(summary: Sequence[dict], metrics: Sequence[str], pa
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     for ax, m in zip(axes.flat, metrics):
-        label, higher, _ = METRIC_INFO.get(m, (m, True, 3))
+        spec = get_spec(m)
         for k, s in enumerate(strategies):
             rows = sorted((r for r in summary if r["strategy"] == s and r["metric"] == m), key=lambda r: r["fraction"])
             if not rows:
@@ -54,7 +55,8 @@ def plot_metrics_vs_fraction(summary: Sequence[dict], metrics: Sequence[str], pa
         ax.set_xticklabels([f"{100 * f:g}%" for f in fractions])
         ax.minorticks_off()
         ax.set_xlabel("training volumes used")
-        ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=10)
+        ax.set_ylabel(spec.axis_label(distance_unit), fontsize=9)
+        ax.set_title(f"{spec.display} ({'higher' if spec.higher_is_better else 'lower'} is better)", fontsize=10)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
@@ -111,7 +113,8 @@ def mip_panel(image: np.ndarray, truth: np.ndarray, predictions: Sequence[Sequen
                 ax.set_title(f"{name}: missing", fontsize=8)
             else:
                 ax.imshow(compare_overlay(image, truth, pred))
-                ax.set_title(f"{name}: Dice {dice(pred, truth):.3f}", fontsize=8)
+                ax.set_title(f"{name}: {get_spec('dice').display} {get_spec('dice').format(dice(pred, truth))}",
+                             fontsize=8)
         for ax in axes[i]:
             ax.axis("off")
     fig.suptitle((title + "\n" if title else "") + "yellow: predicted and true · magenta: false positive · "
@@ -150,12 +153,15 @@ def ablation_mip_panel(cfg: AblationConfig, rows: Sequence[dict], path: str | Pa
 
 def write_figures(cfg: AblationConfig, rows: Sequence[dict], summary: Sequence[dict]) -> dict[str, Path]:
     """metrics_vs_fraction.png, dice_vs_fraction.png and mip_panel.png in cfg.out_dir/figures."""
+    from neurovit.ablate.aggregate import distance_unit
+
     fig_dir = cfg.out_dir / "figures"
+    unit = distance_unit(cfg)
     out = {"metrics_figure": plot_metrics_vs_fraction(summary, cfg.metrics, fig_dir / "metrics_vs_fraction.png",
-                                                      cfg.error_bars, cfg.name)}
+                                                      cfg.error_bars, cfg.name, unit)}
     if "dice" in cfg.metrics:
         out["dice_figure"] = plot_metrics_vs_fraction(summary, ["dice"], fig_dir / "dice_vs_fraction.png",
-                                                      cfg.error_bars, cfg.name)
+                                                      cfg.error_bars, cfg.name, unit)
     panel = ablation_mip_panel(cfg, rows, fig_dir / "mip_panel.png")
     if panel is not None:
         out["mip_panel"] = panel

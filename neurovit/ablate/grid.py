@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from neurovit.errors import NeurovitError
+from neurovit.metrics import check_metric_names, metric_names
 
-METRICS = ("dice", "cldice", "esa", "dsa", "pds", "node_f1")
+METRICS = metric_names(headline=True)  # the registry's compact set: dice, cldice, esa, dsa, pds, node_f1
 WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pkl", ".tar"}  # else a timm name.tag
 KNOWN_KEYS = {"name", "out_dir", "data_dir", "synth", "base_configs", "strategies", "seeds", "fractions",
               "subset_seed", "source_2d", "fit_args", "test_args", "test_checkpoint", "evaluate", "wandb",
@@ -49,7 +50,8 @@ class AblationConfig:
         evaluate: `evaluate_folders` keywords (threshold, dist_threshold, metric_units).
         wandb: {enabled, project, mode}; mode sets WANDB_MODE for the cells unless it is set already.
         reference: the row paired differences are taken against.
-        metrics: metrics of the summary table and figures.
+        metrics: metrics of the summary table and figures: names of the registry `neurovit.metrics.METRICS`
+            (default: its headline metrics).
         env: extra environment variables of the cell processes (e.g. OMP_NUM_THREADS).
         jobs: cells run at the same time on CPU (GPUs: one cell per visible GPU).
         mip_volume: test volume of the MIP panel (default: the first one).
@@ -176,15 +178,13 @@ def config_from_dict(raw: dict, base: Path | str = ".", where: str = "ablation c
 
 
 def _check(cfg: AblationConfig, base: Path, where: str) -> None:
-    from neurovit.evaluate import METRICS as EVAL_METRICS
-
     if cfg.test_checkpoint not in ("best", "last"):
         raise AblationConfigError(f"{where}: test_checkpoint must be 'best' or 'last', got {cfg.test_checkpoint!r}")
     if cfg.error_bars not in ("std", "ci"):
         raise AblationConfigError(f"{where}: error_bars must be 'std' or 'ci', got {cfg.error_bars!r}")
-    bad = [m for m in cfg.metrics if m not in EVAL_METRICS]
+    bad = check_metric_names(cfg.metrics)
     if bad:
-        raise AblationConfigError(f"{where}: unknown metric(s) {bad}; known: {', '.join(EVAL_METRICS)}")
+        raise AblationConfigError(f"{where}: unknown metric(s) {bad}; known: {', '.join(metric_names())}")
     if cfg.jobs < 1:
         raise AblationConfigError(f"{where}: jobs must be at least 1")
     if isinstance(cfg.source_2d, dict):

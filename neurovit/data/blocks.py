@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from neurovit.data.normalise import Normaliser
+from neurovit.data.normalise import NONFINITE_RULE, Normaliser, count_nonfinite
 from neurovit.data.volumes import open_volume
 from neurovit.errors import DatasetError
 
@@ -33,6 +33,12 @@ class Volume:
                                f"{self.label_path.name} has shape {lab.shape}")
         self.shape = tuple(int(s) for s in img.shape)
         self.normalise = (normaliser or Normaliser()).fit(img)
+        bad = count_nonfinite(img)
+        if bad:
+            import warnings
+
+            warnings.warn(f"{self.image_path}: {bad} voxel(s) are NaN or infinite: {NONFINITE_RULE}", UserWarning,
+                          stacklevel=2)
         self.foreground = np.flatnonzero(np.asarray(lab[:]).reshape(-1) > 0)
         self._img = self._lab = None
 

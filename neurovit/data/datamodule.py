@@ -37,7 +37,7 @@ class NeuronDataModule(L.LightningDataModule):
         seed: seed of block sampling.
     """
 
-    def __init__(self, data_dir: str = "demo_out/data", block_depth: int = 5,
+    def __init__(self, data_dir: str, block_depth: int = 5,
                  block_size: int = 100, batch_size: int = 8, blocks_per_epoch: int = 512,
                  pos_fraction: float = 0.5, augment: bool = True, num_workers: int = 0,
                  train_fraction: float = 1.0, subset_seed: int = 0,

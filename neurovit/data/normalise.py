@@ -6,7 +6,9 @@ exactly what it was trained with. The map is per volume:
 
     x ↦ (x − p_lo) / (p_hi − p_lo),   p_lo, p_hi = percentiles `percentiles` of the volume's voxels,
 
-optionally clipped to [clip_lo, clip_hi] afterwards. Percentiles are exact for volumes of at most
+optionally clipped to [clip_lo, clip_hi] afterwards. NaN and ±inf voxels are left out of the
+percentiles and mapped to 0 (the background level) instead of spreading through the network; the
+callers (prediction, training volumes) count them and warn. Percentiles are exact for volumes of at most
 `sample_voxels` voxels; larger (possibly lazy, chunked) volumes are sampled on up to 64 evenly spaced
 slices with an in-plane stride, so a whole-brain OME-Zarr is never read whole to normalise it.
 """
@@ -24,8 +26,25 @@ from neurovit.errors import NeurovitError
 MAX_SAMPLE_SLICES = 64
 
 
+def count_nonfinite(volume: Any, slab: int = 16) -> int:
+    """Number of NaN/±inf voxels of a (lazy) volume, read slab by slab; 0 at once for integer types."""
+    if np.dtype(volume.dtype).kind not in "fc":
+        return 0
+    return sum(int(np.count_nonzero(~np.isfinite(np.asarray(volume[z:z + slab]))))
+               for z in range(0, int(volume.shape[0]), slab))
+
+
 def _sample(volume: Any, sample_voxels: int) -> np.ndarray:
-    """Voxels of `volume` to take percentiles of: all of them when few enough, else planes × stride."""
+    """Finite voxels of `volume` to take percentiles of: all when few enough, else planes × stride."""
+    values = _raw_sample(volume, sample_voxels)
+    if values.dtype.kind in "fc":
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise NeurovitError("the stack has no finite voxels (all NaN or infinite): nothing to normalise")
+    return values
+
+
+def _raw_sample(volume: Any, sample_voxels: int) -> np.ndarray:
     shape = tuple(int(s) for s in volume.shape)
     n = math.prod(shape)
     if n <= sample_voxels:
@@ -99,6 +118,9 @@ class FittedNormaliser:
 
     def __call__(self, raw: Any) -> np.ndarray:
         out = (np.asarray(raw, dtype=np.float32) - np.float32(self.offset)) / np.float32(self.scale)
+        bad = ~np.isfinite(out)
+        if bad.any():  # NaN/inf voxels (or overflow) → the low percentile: background (see NONFINITE_RULE)
+            out[bad] = 0.0
         if self.clip is not None:
             np.clip(out, self.clip[0], self.clip[1], out=out)
         return out
@@ -124,3 +146,5 @@ class Preprocessing:
 
 
 CHECKPOINT_KEY = "neurovit_preprocessing"
+NONFINITE_RULE = ("NaN or infinite voxels are left out of the percentiles and set to the low percentile "
+                  "(0 after normalisation: background)")

@@ -12,17 +12,67 @@ Grid. Voxel (iz, iy, ix) has its centre at physical (x, y, z) = (ix vx, iy vy, i
 at least half the smallest voxel size, and (by default) every voxel containing a centreline point is
 set too, so thin neurites stay 26-connected. Somata (type 1) are balls of their radius; an edge that
 leaves a soma node uses the child's radius at both ends instead of a cone from the soma radius.
+Only the capsule pieces that can reach the grid are made, so parts far outside cost nothing.
+
+Size guard. A grid of more than `MAX_GRID_VOXELS` voxels is refused with a DatasetError (a neuron in nm
+or voxel units read as µm would otherwise ask for terabytes); raise the module constant to go beyond.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from neurovit.data.swc import SOMA, Morphology, xyz_to_zyx
+from neurovit.errors import DatasetError
 
 VoxelSize = tuple[float, float, float]
+
+#: Largest grid `fit_to_volume`, `render_mask` and `render_segment_ids` accept: 2**31 = 2,147,483,648
+#: voxels (a 2 GiB boolean mask, 8 GiB of int32 segment ids).
+MAX_GRID_VOXELS = 2**31
+#: Largest node coordinate (µm, after converting voxel units) the renderer accepts: 1e15 µm = 1000 km.
+MAX_COORDINATE_UM = 1e15
+
+
+def _extent_um(m: Morphology, voxel_size: VoxelSize) -> str:
+    """The neuron's bounding-box size in µm as "X x Y x Z µm (x, y, z)", for error messages."""
+    if m.n_nodes == 0:
+        return "nothing (no nodes)"
+    um = m.to_um(voxel_size) if m.units == "voxel" else m
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo, hi = um.bounds()
+        ext = hi - lo
+    return " x ".join(f"{e:.4g}" for e in ext) + " µm (x, y, z)"
+
+
+def _refuse_grid(m: Morphology, shape_text: str, n_voxels: float, voxel_size: VoxelSize,
+                 what: str) -> DatasetError:
+    where = m.source or "<morphology>"
+    return DatasetError(
+        f"{where}: {what} would be a {shape_text} (z, y, x) grid = {n_voxels:.3g} voxels, over the limit "
+        f"of {MAX_GRID_VOXELS:,} (neurovit.data.render.MAX_GRID_VOXELS); the neuron spans "
+        f"{_extent_um(m, voxel_size)} at voxel size {tuple(voxel_size)} µm (z, y, x): "
+        "check the SWC's units (µm vs nm/voxels) and the voxel size")
+
+
+def _check_shape(m: Morphology, shape: Sequence[int], voxel_size: VoxelSize,
+                 what: str) -> tuple[int, int, int]:
+    """`shape` as three non-negative ints no larger in total than MAX_GRID_VOXELS, else DatasetError."""
+    try:
+        dims = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        dims = ()
+    where = m.source or "<morphology>"
+    if len(dims) != 3 or min(dims) < 0:
+        raise DatasetError(f"{where}: the {what} shape must be three non-negative integers (z, y, x), "
+                           f"got {shape!r}")
+    n = math.prod(dims)
+    if n > MAX_GRID_VOXELS:
+        raise _refuse_grid(m, " x ".join(map(str, dims)), n, voxel_size, what)
+    return dims  # type: ignore[return-value]
 
 
 def segments_zyx(m: Morphology, voxel_size: Sequence[float]) -> tuple[np.ndarray, ...]:
@@ -131,18 +181,65 @@ def _centreline_voxels(a, b, shape, voxel_size) -> tuple[np.ndarray, np.ndarray]
     return (idx[:, 0] * shape[1] + idx[:, 1]) * shape[2] + idx[:, 2], seg
 
 
-def _prepare(m: Morphology, voxel_size, min_radius):
-    """Validated voxel size and split capsules (a, b, ra, rb) with the node index owning each piece."""
+def _pieces_near_grid(a, b, ra, rb, pieces, shape, v) -> tuple[np.ndarray, np.ndarray]:
+    """(first piece, number of pieces) of every capsule (split into `pieces` equal parts) that can reach
+    a voxel centre of the grid: those meeting the grid box grown by the capsule's radius and a voxel,
+    plus one piece either side. A ball of radius <= r containing a grid point has its centre within r
+    of the grid box, so the pieces left out draw nothing in the grid; the kept ones are the very pieces
+    (same arithmetic) the whole capsule is split into, so the result is unchanged — only faster, and a
+    neuron kilometres long (units mistaken) no longer needs memory for every piece."""
+    r = np.maximum(ra, rb)[:, None]
+    lo = -r - v
+    hi = (np.asarray(shape, dtype=np.float64) - 1) * v + r + v
+    d = b - a
+    moving = d != 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ta, tb = (lo - a) / d, (hi - a) / d
+        t0 = np.maximum(0.0, np.where(moving, np.minimum(ta, tb), -np.inf).max(axis=1))
+        t1 = np.minimum(1.0, np.where(moving, np.maximum(ta, tb), np.inf).min(axis=1))
+    reaches = (moving | ((a >= lo) & (a <= hi))).all(axis=1) & (t0 <= t1)
+    t0, t1 = np.where(reaches, t0, 0.0), np.where(reaches, t1, 0.0)
+    first = np.clip(np.floor(t0 * pieces) - 1, 0, pieces - 1).astype(np.int64)
+    last = np.clip(np.floor(t1 * pieces) + 1, 0, pieces - 1).astype(np.int64)
+    return first, np.where(reaches, last - first + 1, 0)
+
+
+def _split_window(a, b, ra, rb, pieces, first, count):
+    """Pieces first..first+count-1 of each capsule split into `pieces` equal parts, exactly as
+    `_split_long` computes them; returns (a, b, ra, rb, capsule index of each piece)."""
+    seg = np.repeat(np.arange(len(a)), count)
+    if (pieces == 1).all():
+        return a[seg], b[seg], ra[seg], rb[seg], seg
+    k = np.arange(len(seg)) - np.repeat(np.cumsum(count) - count, count) + first[seg]
+    t0 = (k / pieces[seg])[:, None]
+    t1 = ((k + 1) / pieces[seg])[:, None]
+    d, dr = b - a, rb - ra
+    return (a[seg] + t0 * d[seg], a[seg] + t1 * d[seg],
+            ra[seg] + t0[:, 0] * dr[seg], ra[seg] + t1[:, 0] * dr[seg], seg)
+
+
+def _prepare(m: Morphology, voxel_size, min_radius, shape: Sequence[int] | None = None):
+    """Validated voxel size and split capsules (a, b, ra, rb) with the node index owning each piece;
+    with `shape`, only the pieces that can reach that grid are made (see `_pieces_near_grid`)."""
     from neurovit.data.volumes import check_voxel_size
 
     v = check_voxel_size(voxel_size)
     a, b, ra, rb = segments_zyx(m, v)
+    reach = float(max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0)))
+    if not reach <= MAX_COORDINATE_UM:
+        raise DatasetError(f"{m.source or '<morphology>'}: node coordinates reach {reach:.3g} µm, beyond "
+                           f"±{MAX_COORDINATE_UM:.0e} µm (1000 km) at voxel size {tuple(v)} µm (z, y, x): "
+                           "check the SWC's units (µm vs nm/voxels) and the voxel size")
     balls = np.flatnonzero((m.types == SOMA) | ((m.parent < 0) & (m.n_children == 0)))
     owner = np.concatenate([m.edges[:, 0], balls])
     rmin = 0.5 * min(v) if min_radius is None else float(min_radius)
     ra, rb = np.maximum(ra, rmin), np.maximum(rb, rmin)
     max_len = max(4.0 * max(v), 2.0 * float(np.median(np.maximum(ra, rb))))
     pieces = np.maximum(1, np.ceil(np.linalg.norm(b - a, axis=1) / max_len)).astype(np.int64)
+    if shape is not None:
+        first, count = _pieces_near_grid(a, b, ra, rb, pieces, shape, np.asarray(v, dtype=np.float64))
+        a, b, ra, rb, seg = _split_window(a, b, ra, rb, pieces, first, count)
+        return v, a, b, ra, rb, owner[seg]
     a, b, ra, rb = _split_long(a, b, ra, rb, max_len)
     return v, a, b, ra, rb, np.repeat(owner, pieces)
 
@@ -154,11 +251,13 @@ def render_mask(m: Morphology, shape: Sequence[int], voxel_size: Sequence[float]
     `min_radius` (µm) defaults to half the smallest voxel size; `connect` also sets the voxels that
     contain the centreline, so neurites thinner than a voxel remain connected.
     """
-    shape = tuple(int(s) for s in shape)
-    mask = np.zeros(int(np.prod(shape)), dtype=bool)
+    from neurovit.data.volumes import check_voxel_size
+
+    shape = _check_shape(m, shape, check_voxel_size(voxel_size), "mask")
+    mask = np.zeros(math.prod(shape), dtype=bool)
     if m.n_nodes == 0:
         return mask.reshape(shape)
-    v, a, b, ra, rb, _ = _prepare(m, voxel_size, min_radius)
+    v, a, b, ra, rb, _ = _prepare(m, voxel_size, min_radius, shape)
     for flat, _ in _inside_voxels(a, b, ra, rb, shape, v):
         mask[flat] = True
     if connect:
@@ -173,11 +272,13 @@ def render_segment_ids(m: Morphology, shape: Sequence[int], voxel_size: Sequence
     Soma balls and isolated roots carry their own node index. Where capsules overlap, one of them wins.
     Used by the synthetic microscope to give each branch its own brightness.
     """
-    shape = tuple(int(s) for s in shape)
-    out = np.full(int(np.prod(shape)), -1, dtype=np.int32)
+    from neurovit.data.volumes import check_voxel_size
+
+    shape = _check_shape(m, shape, check_voxel_size(voxel_size), "segment-id volume")
+    out = np.full(math.prod(shape), -1, dtype=np.int32)
     if m.n_nodes == 0:
         return out.reshape(shape)
-    v, a, b, ra, rb, owner = _prepare(m, voxel_size, min_radius)
+    v, a, b, ra, rb, owner = _prepare(m, voxel_size, min_radius, shape)
     if connect:
         flat, seg = _centreline_voxels(a, b, shape, v)
         out[flat] = owner[seg]
@@ -187,9 +288,28 @@ def render_segment_ids(m: Morphology, shape: Sequence[int], voxel_size: Sequence
 
 
 def fit_to_volume(m: Morphology, voxel_size: Sequence[float], margin: float = 5.0) -> tuple[Morphology, tuple]:
-    """Translate a µm morphology so it fits a new volume with `margin` µm around it; returns (morph, shape)."""
-    lo, hi = m.bounds()
+    """Translate a µm morphology so it fits a new volume with `margin` µm around it; returns (morph, shape).
+
+    A voxel-unit morphology is converted to µm first (with `voxel_size`). Raises DatasetError when that
+    grid would exceed `MAX_GRID_VOXELS` (usually an SWC in nm or voxel units read as µm, or a far too small
+    voxel size)."""
+    from neurovit.data.volumes import check_voxel_size
+
+    v = check_voxel_size(voxel_size)
+    margin = float(margin)
+    if not (math.isfinite(margin) and margin >= 0):
+        raise DatasetError(f"{m.source or '<morphology>'}: the margin around the neuron must be a finite "
+                           f"number >= 0 µm, got {margin}")
+    if m.units == "voxel":
+        m = m.to_um(v)
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo, hi = m.bounds()
+        extent = xyz_to_zyx(hi - lo + 2 * margin)
+        dims = np.floor(extent / np.asarray(v)) + 1
+        n = float(np.prod(dims))
+    if not (np.isfinite(dims).all() and n <= MAX_GRID_VOXELS):
+        shape_text = " x ".join(f"{d:.0f}" if d < 1e15 else f"{d:.3g}" for d in dims)
+        raise _refuse_grid(m, shape_text, n, v, "the fitted volume")
     shifted = m.translate(margin - lo)
-    extent = xyz_to_zyx(hi - lo + 2 * margin)
-    shape = tuple(int(np.floor(e / v)) + 1 for e, v in zip(extent, voxel_size))
+    shape = tuple(int(d) for d in dims)
     return shifted, shape

@@ -253,6 +253,11 @@ def _segment_box_exit(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarr
 
 # --------------------------------------------------------------------------- reading
 def _parse_number(text: str, what: str, path, line_no: int, integer: bool) -> float | int:
+    if integer:
+        try:
+            return int(text)  # exact, even for ids beyond 2**53
+        except ValueError:
+            pass
     try:
         value = float(text)
     except ValueError:
@@ -264,17 +269,36 @@ def _parse_number(text: str, what: str, path, line_no: int, integer: bool) -> fl
     return value
 
 
+_TYPE_LIMIT = 2**31  # structure types are small codes; anything this large is a corrupt column
+_BOM = "\ufeff"
+
+
+def _units_from_header(header: Sequence[str]) -> str | None:
+    """"um" or "voxel" from a ``# units: ...`` comment (as `format_swc` writes it), else None."""
+    for text in header:
+        body = text.lstrip("#").strip().lower()
+        if body.startswith("units:"):
+            value = body.split(":", 1)[1].strip()
+            if value.startswith(("um", "µm", "micro")):
+                return "um"
+            if value.startswith("voxel"):
+                return "voxel"
+    return None
+
+
 def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end: str = "auto",
-              units: str = "um") -> Morphology:
-    """Parse SWC text lines into a Morphology (see `read_swc`)."""
+              units: str | None = None) -> Morphology:
+    """Parse SWC text lines into a Morphology (see `read_swc`); a leading byte-order mark is ignored."""
     if fork_end not in ("auto", "topology", "keep"):
         raise ValueError(f"fork_end must be 'auto', 'topology' or 'keep', got {fork_end!r}")
     header: list[str] = []
     ids: list[int] = []
-    rows: list[tuple[int, float, float, float, float, int]] = []
+    types_list: list[int] = []
+    parent_ids: list[int] = []
+    rows: list[tuple[float, float, float, float]] = []
     line_of: list[int] = []
     for line_no, raw in enumerate(lines, start=1):
-        text = raw.strip()
+        text = raw.strip().lstrip(_BOM).strip()
         if not text:
             continue
         if text.startswith("#"):
@@ -285,14 +309,22 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
             raise SWCError(f"expected 7 columns (id type x y z radius parent), found {len(fields)}: {text!r}",
                            path, line_no)
         nid = _parse_number(fields[0], "node id", path, line_no, True)
+        if nid < 0:
+            raise SWCError(f"node id {nid} is negative; ids must be positive integers "
+                           "(parent -1 marks a root)", path, line_no)
         typ = _parse_number(fields[1], "type", path, line_no, True)
+        if not -_TYPE_LIMIT < typ < _TYPE_LIMIT:
+            raise SWCError(f"type {fields[1]!r} is out of range (SWC types are small integers, e.g. 1 soma, "
+                           "2 axon, 3 dendrite)", path, line_no)
         x, y, z, r = (_parse_number(f, name, path, line_no, False)
                       for f, name in zip(fields[2:6], ("x", "y", "z", "radius")))
         par = _parse_number(fields[6], "parent id", path, line_no, True)
         if not all(math.isfinite(v) for v in (x, y, z)):
             raise SWCError(f"coordinate is not finite: {text!r}", path, line_no)
         ids.append(nid)
-        rows.append((typ, x, y, z, r, par))
+        types_list.append(typ)
+        parent_ids.append(par)
+        rows.append((x, y, z, r))
         line_of.append(line_no)
     if not rows:
         raise SWCError("no nodes found (only comments or blank lines)", path)
@@ -305,10 +337,9 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
         index[nid] = k
     n = len(rows)
     arr = np.array(rows, dtype=np.float64)
-    parent_id = arr[:, 5].astype(np.int64)
     parent = np.full(n, -1, dtype=np.int64)
     for k in range(n):
-        pid = int(parent_id[k])
+        pid = parent_ids[k]  # Python ints: a huge parent id is "missing", never wrapped to a negative
         if pid < 0:
             continue
         if pid == ids[k]:
@@ -327,10 +358,12 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
     new_index = np.empty(n, dtype=np.int64)
     new_index[order] = np.arange(n)
     parent = np.where(parent[order] >= 0, new_index[parent[order]], -1)
-    types = arr[order, 0].astype(np.int64)
-    xyz = arr[order, 1:4]
-    radius = arr[order, 4]
+    types = np.array(types_list, dtype=np.int64)[order]
+    xyz = arr[order, 0:3]
+    radius = arr[order, 3]
     radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)  # missing radii → 0 (renderers clamp)
+    if units is None:
+        units = _units_from_header(header) or "um"
     morph = Morphology(xyz, radius, types, parent, units=units,
                        source=None if path is None else str(path), header=header)
     if fork_end != "keep" and (fork_end == "topology" or _looks_like_fork_end_dialect(morph)):
@@ -338,20 +371,23 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
     return morph
 
 
-def read_swc(path: str | Path, *, fork_end: str = "auto", units: str = "um") -> Morphology:
+def read_swc(path: str | Path, *, fork_end: str = "auto", units: str | None = None) -> Morphology:
     """Read an SWC / ESWC file robustly.
 
     Accepts comment and Vaa3D `##n,type,...` headers, extra ESWC columns (first 7 used), arbitrary ids
     with gaps, several roots, parents listed after children (nodes are re-ordered parents-first),
     missing radii (0, negative or nan → 0; renderers clamp to half a voxel). `fork_end` handles the
     dialect where types 5/6 mark fork/end points instead of a neurite kind: "auto" detects it, "topology"
-    forces it, "keep" leaves the types. Malformed input raises SWCError naming the file and line.
+    forces it, "keep" leaves the types. `units` ("um" or "voxel") defaults to what a ``# units:`` header
+    says (as `write_swc` writes it), else "um". A UTF-8 byte-order mark is ignored. Node ids must be
+    non-negative integers (0 is accepted, as some tools start there); coordinates must be finite.
+    Malformed input raises SWCError naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise SWCError("file not found", path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise SWCError(f"cannot read file: {exc}", path) from None
     return parse_swc(text.splitlines(), path=path, fork_end=fork_end, units=units)

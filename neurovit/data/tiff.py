@@ -114,13 +114,24 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
         raise TiffError(
             f"{path}: not a TIFF file ({err}); {EXPECTED} saved as a multi-page .tif file"
         ) from err
+    except Exception as err:  # tifffile raises struct.error, TypeError, KeyError, ... on corrupt headers
+        raise _corrupt(path, err) from err
+
+
+def _corrupt(path: Path, err: Exception) -> TiffError:
+    """The one error for a TIFF whose structure tifffile cannot parse (corrupt or truncated file)."""
+    return TiffError(f"{path}: corrupt or truncated TIFF ({type(err).__name__}: {str(err)[:100]}); re-export the stack")
 
 
 def _first_series(path: Path, tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
     """Return the first image series of an open TIFF, raising TiffError when there is none."""
-    if not tif.series:
+    try:
+        series = tif.series
+    except Exception as err:  # corrupt IFDs surface only when tifffile walks the pages
+        raise _corrupt(path, err) from err
+    if not series:
         raise TiffError(f"{path}: the TIFF holds no image data; {EXPECTED}")
-    return tif.series[0]
+    return series[0]
 
 
 def _stack_layout(path: Path, series: tifffile.TiffPageSeries, pages_hint: str) -> tuple[tuple, list[int]]:
@@ -141,7 +152,10 @@ def _stack_layout(path: Path, series: tifffile.TiffPageSeries, pages_hint: str) 
             f"{path}: {kind} with {channels} channels ({found}); {EXPECTED}. "
             "Extract one channel (e.g. with tifffile.imread and indexing) and save it with write_stack."
         )
-    y, x = _yx_axes(axes)
+    try:
+        y, x = _yx_axes(axes)
+    except TiffError as err:
+        raise TiffError(f"{path}: {err} ({found}); {EXPECTED}") from None
     stack = [i for i, a in enumerate(axes) if i not in (y, x) and a not in CHANNEL_AXES and shape[i] > 1]
     if not stack:
         raise TiffError(
@@ -176,6 +190,8 @@ def _yx_axes(axes: str) -> tuple[int, int]:
     if "Y" in axes and "X" in axes:
         return axes.index("Y"), axes.index("X")
     plane = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES]
+    if len(plane) < 2:
+        raise TiffError(f"no image plane in axes {axes!r}")
     return plane[-2], plane[-1]
 
 
@@ -183,7 +199,7 @@ def _memmap_or_none(path: Path) -> np.memmap | None:
     """Memory-map the first series copy-on-write, or return None when it is compressed or not contiguous."""
     try:
         return tifffile.memmap(path, series=0, mode="c")
-    except ValueError:  # compressed, tiled, non-contiguous or truncated data
+    except Exception:  # compressed, tiled, non-contiguous, truncated or corrupt: decode it instead
         return None
 
 
@@ -193,6 +209,8 @@ def _read_series(path: Path, series: tifffile.TiffPageSeries) -> np.ndarray:
         return series.asarray()
     except (ValueError, tifffile.TiffFileError) as err:
         raise TiffError(f"{path}: corrupt or truncated TIFF data ({err}); re-export the stack") from err
+    except Exception as err:  # AssertionError, KeyError, ... from tifffile on corrupt data
+        raise _corrupt(path, err) from err
 
 
 def _to_zyx(data: np.ndarray, shape: tuple[int, ...], pick: tuple, perm: list[int]) -> np.ndarray:
@@ -258,6 +276,11 @@ def _check_writable(path: Path, array: np.ndarray) -> np.ndarray:
         raise TiffError(
             f"{path}: cannot write an array of shape {data.shape}; {EXPECTED} with at least 2 slices "
             "and no empty axis (one slice would read back as a 2D image)"
+        )
+    if data.shape[2] == 1:
+        raise TiffError(
+            f"{path}: cannot write an array of shape {data.shape} as an ImageJ TIFF (one pixel wide: it would "
+            "read back as a 2D image); write it as .ome.zarr or .v3draw instead"
         )
     return data
 

@@ -278,8 +278,13 @@ def _create_tiff(path: Path, shape, dtype: np.dtype, voxel_size: VoxelSize) -> V
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     z, y, x = voxel_size
-    array = tifffile.memmap(tmp, shape=shape, dtype=dtype, imagej=True, resolution=(1.0 / x, 1.0 / y),
-                            metadata={"axes": "ZYX", "spacing": z, "unit": "um"})
+    try:
+        array = tifffile.memmap(tmp, shape=shape, dtype=dtype, imagej=True, resolution=(1.0 / x, 1.0 / y),
+                                metadata={"axes": "ZYX", "spacing": z, "unit": "um"})
+        reserve_file(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
     def commit() -> None:
         array.flush()
@@ -289,6 +294,17 @@ def _create_tiff(path: Path, shape, dtype: np.dtype, voxel_size: VoxelSize) -> V
         tmp.unlink(missing_ok=True)
 
     return VolumeOutput(path, array, commit, abort)
+
+
+def reserve_file(path: Path) -> None:
+    """Allocate a (sparse) file's blocks now, so a full disk is an OSError (ENOSPC) here and not a SIGBUS
+    when a memory-mapped page is written later."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not on Linux
+        return
+    with open(path, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size:
+            os.posix_fallocate(fh.fileno(), 0, size)
 
 
 def _read_v3draw(path: Path, level: int):

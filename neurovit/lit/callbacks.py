@@ -14,6 +14,13 @@ import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from neurovit.metrics import get_spec, metric_names
+
+
+def _voxel_keys(scores: dict) -> list[str]:
+    """The registry's voxel metrics present in a module's per-volume scores, in registry order."""
+    return [k for k in metric_names("voxel") if k in scores]
+
 
 def _epoch_due(trainer: L.Trainer, every_n_epochs: int) -> bool:
     """True on every n-th epoch (1-based) and on the last one; never during the sanity check."""
@@ -120,7 +127,7 @@ class ValidationWriter(L.Callback):
         if not self.rows or trainer.sanity_checking:
             return
         rows = sorted(self.rows, key=lambda r: r["name"])
-        keys = ["dice", "precision", "recall"]
+        keys = _voxel_keys(rows[0])
         mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
         std = {k: float(np.std([r[k] for r in rows])) for k in keys}
         self.last_summary = {"split": split, "epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -129,7 +136,7 @@ class ValidationWriter(L.Callback):
             root = self._root(trainer)
             root.mkdir(parents=True, exist_ok=True)
             with open(root / f"{split}_metrics.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["name", *keys])
+                w = csv.DictWriter(f, fieldnames=["name", *keys], extrasaction="ignore")
                 w.writeheader()
                 w.writerows(rows)
             (root / ("metrics.json" if split == "val" else "test_metrics.json")).write_text(
@@ -148,9 +155,13 @@ class ValidationWriter(L.Callback):
             return
         root = self._root(trainer)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or "(none)"
-        print(f"\nvalidation after epoch {s['epoch'] + 1} (step {s['step']}): mean Dice {s['mean']['dice']:.4f} "
-              f"± {s['std']['dice']:.4f} over {len(s['volumes'])} volumes "
-              f"(precision {s['mean']['precision']:.3f}, recall {s['mean']['recall']:.3f})\n"
+        mean, std = s["mean"], s["std"]
+        head = "dice" if "dice" in mean else next(iter(mean), None)
+        main = (f"mean {get_spec(head).display} {get_spec(head).format(mean[head])} "
+                f"± {get_spec(head).format(std[head])}" if head else "no scores")
+        others = ", ".join(f"{get_spec(k).display} {get_spec(k).format(mean[k])}" for k in mean if k != head)
+        print(f"\nvalidation after epoch {s['epoch'] + 1} (step {s['step']}): {main} over {len(s['volumes'])} "
+              f"volumes{f' ({others})' if others else ''}\n"
               f"  per volume: {root / 'val_metrics.csv'}   predictions: {root / 'predictions'}\n"
               f"  best checkpoint: {best}", flush=True)
 
@@ -163,6 +174,7 @@ class WandbMedia(L.Callback):
         self.n_volumes = n_volumes
         self.images: list = []
         self.rows: list = []
+        self.columns: list[str] = []  # name + the registry's voxel metrics the module reports
 
     @staticmethod
     def _wandb_logger(trainer):
@@ -171,13 +183,15 @@ class WandbMedia(L.Callback):
         return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self.images, self.rows = [], []
+        self.images, self.rows, self.columns = [], [], []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._wandb_logger(trainer) is None or not isinstance(outputs, dict) or "scores" not in outputs:
             return
         s = outputs["scores"]
-        self.rows.append([outputs["name"], s["dice"], s["precision"], s["recall"]])
+        if not self.columns:
+            self.columns = ["name", *_voxel_keys(s)]
+        self.rows.append([outputs["name"], *(s.get(k) for k in self.columns[1:])])
         if len(self.images) < self.n_volumes:
             from neurovit.viz import overlay_panel
 
@@ -195,7 +209,7 @@ class WandbMedia(L.Callback):
                              caption=[f"{n}: Dice {d:.3f} (image | truth | prediction; green = truth, "
                                       f"magenta = prediction)" for n, _, d in self.images],
                              step=trainer.global_step)
-        logger.log_table(key="val/volumes", columns=["name", "dice", "precision", "recall"], data=self.rows,
+        logger.log_table(key="val/volumes", columns=self.columns, data=self.rows,
                          step=trainer.global_step)
 
 
@@ -206,10 +220,13 @@ class ReconstructionCallback(L.Callback):
 
     Writes `<dirpath>/reconstructions/{val,test}/NAME.swc` (voxel units) and
     `<dirpath>/{val,test}_reconstruction.csv`, and logs the means as `val/esa`, `val/node_f1`, ...
-    (distances in voxels). Volumes without a ground-truth SWC are traced but not scored.
+    (the registry's tree metrics, `neurovit.metrics.METRICS`; distances in voxels). Volumes without a
+    ground-truth SWC are traced but not scored. A trace without edges (fewer than 2 nodes) is scored as
+    the worst value (see `neurovit.metrics`), kept in the means, marked in the CSV's `degenerate` column
+    and counted in `val/degenerate`.
     """
 
-    METRICS = ("esa", "dsa", "pds", "node_precision", "node_recall", "node_f1")
+    METRICS = metric_names("tree")
 
     def __init__(self, every_n_epochs: int = 1, threshold: float | None = None, dist_threshold: float = 2.0,
                  dirpath: str | None = None):
@@ -254,6 +271,7 @@ class ReconstructionCallback(L.Callback):
         if gold is not None:
             scores = reconstruction_scores(tree, gold, threshold=self.dist_threshold)
             row.update({k: float(scores[k]) for k in self.METRICS if k in scores})
+            row["degenerate"] = bool(scores.get("degenerate", False))
         self.rows.append(row)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -272,10 +290,18 @@ class ReconstructionCallback(L.Callback):
             if vals:
                 means[k] = float(np.mean(vals))
                 pl_module.log(f"{split}/{k}", means[k], sync_dist=True, batch_size=len(vals))
+        scored = [r for r in self.rows if "degenerate" in r]
+        if scored:
+            n_degenerate = sum(bool(r["degenerate"]) for r in scored)
+            pl_module.log(f"{split}/degenerate", float(n_degenerate), sync_dist=True, reduce_fx="sum",
+                          batch_size=len(scored))
+            if n_degenerate:
+                rank_zero_info(f"ReconstructionCallback: {n_degenerate} of {len(scored)} {split} volume(s) traced "
+                               "to fewer than 2 nodes: scored as the worst value and kept in the means")
         if trainer.is_global_zero:
             root = Path(self.dirpath or trainer.default_root_dir)
             root.mkdir(parents=True, exist_ok=True)
-            keys = ["name", "nodes", *self.METRICS]
+            keys = ["name", "nodes", *self.METRICS, "degenerate"]
             with open(root / f"{split}_reconstruction.csv", "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
                 w.writeheader()

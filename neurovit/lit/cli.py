@@ -82,6 +82,72 @@ class NeurovitCLI(LightningCLI):
         parser.add_lightning_class_args(WandbMedia, "media")
         parser.add_lightning_class_args(ReconstructionCallback, "reconstruction")
 
+    def _parse_ckpt_path(self) -> None:
+        """Checks before Lightning reads the checkpoint's hyperparameters (which it would silently put in place
+        of the config's): see `_check_run`."""
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._check_run(subcommand)
+        super()._parse_ckpt_path()
+
+    def _check_run(self, subcommand: str) -> None:
+        """`--ckpt_path last` means RUN/checkpoints/last.ckpt of this run folder (Lightning alone looks only at
+        checkpoints made in this process and silently starts from step 0); the checkpoint must be a neurovit
+        checkpoint whose network matches the config's; a new fit into a folder that already holds a run is
+        refused, so `last.ckpt` always belongs to the newest run."""
+        from neurovit.errors import NeurovitError
+        from neurovit.predict import check_checkpoint
+
+        cfg = self.config[subcommand]
+        root = Path(cfg.trainer.default_root_dir or ".")
+        folder = root / "checkpoints"
+        if cfg.get("ckpt_path") == "last":
+            last = folder / "last.ckpt"
+            if not last.is_file():
+                raise NeurovitError(f"--ckpt_path last: there is no {last} to resume (no earlier run in {root}); "
+                                    "leave out --ckpt_path to start a new run")
+            cfg.ckpt_path = str(last)
+        if cfg.get("ckpt_path"):
+            _check_same_network(check_checkpoint(cfg.ckpt_path), cfg.model.net)
+        elif subcommand == "fit" and folder.is_dir() and any(folder.glob("*.ckpt")):
+            raise NeurovitError(f"{root} already holds a run ({folder}); resume it with --ckpt_path last, or train "
+                                "into a new --trainer.default_root_dir (or delete the old run)")
+
+
+def _plain(x):
+    """A config value (jsonargparse Namespace, dict, list) as plain Python containers."""
+    if hasattr(x, "as_dict"):
+        x = x.as_dict()
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items() if not str(k).startswith("__")}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _check_same_network(ckpt: Path, config_net) -> None:
+    """A config whose network differs from the checkpoint's is an error naming the differing keys (Lightning
+    would otherwise run the checkpoint's network silently while config.yaml says another)."""
+    import torch
+
+    from neurovit.errors import NeurovitError
+
+    saved = _plain(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+                   .get("hyper_parameters", {}).get("net"))
+    current = _plain(config_net)
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return
+    diffs = []
+    if saved.get("class_path") != current.get("class_path"):
+        diffs.append(f"net.class_path: checkpoint {saved.get('class_path')!r}, config {current.get('class_path')!r}")
+    a, b = saved.get("init_args") or {}, current.get("init_args") or {}
+    diffs += [f"net.init_args.{k}: checkpoint {a[k]!r}, config {b[k]!r}" for k in sorted(set(a) & set(b))
+              if a[k] != b[k]]
+    if diffs:
+        raise NeurovitError(f"{ckpt} was trained with another network than this config: " + "; ".join(diffs[:6])
+                            + ". Use the run's own config (--config RUN/config.yaml) or set those model.net keys "
+                            "to the checkpoint's values")
+
 
 def run(argv: Sequence[str]) -> int:
     """Run a LightningCLI subcommand with `argv` (e.g. ["fit", "--config", "experiments/demo.yaml"])."""
@@ -104,9 +170,14 @@ def run(argv: Sequence[str]) -> int:
 
 
 def _finish_wandb() -> None:
-    """Close the W&B run of this command, so the next command in the same process starts its own."""
+    """Close the W&B run of this command and reset wandb's process-wide settings, so the next command in the
+    same process (a notebook, the tests) starts its own run and reads WANDB_MODE afresh."""
     import sys
 
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
+    if wandb is None:
+        return
+    if getattr(wandb, "run", None) is not None:
         wandb.finish()
+    if hasattr(wandb, "teardown"):
+        wandb.teardown()

@@ -31,15 +31,12 @@ def _made_by_cli() -> bool:
 
 
 def volume_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Dice, precision and recall of binary volumes; empty prediction and target count as perfect."""
+    """Dice, precision and recall of binary volumes, by the metric registry's one rule for empty masks
+    (`neurovit.metrics.overlap_scores`: both empty → 1.0, a zero denominator otherwise → 0.0)."""
+    from neurovit.metrics import overlap_scores
+
     pred, target = pred.bool(), target.bool()
-    tp = (pred & target).sum().item()
-    fp = (pred & ~target).sum().item()
-    fn = (~pred & target).sum().item()
-    dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    return {"dice": dice, "precision": precision, "recall": recall}
+    return overlap_scores(int((pred & target).sum()), int(pred.sum()), int(target.sum()))
 
 
 class WithClDice(nn.Module):
