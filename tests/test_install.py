@@ -19,9 +19,14 @@ def test_wheel_install_runs_prepare_fit_predict_evaluate(tmp_path):
     from neurovit.data.synth import SynthConfig, synthesize_dataset
     from neurovit.data.volumes import open_volume, write_volume
 
+    import shutil
+
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ into the source tree
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "demo_out", "runs",
+                                                             "*.egg-info", ".hypothesis", "__pycache__", ".gl"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(REPO)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"

@@ -1,1 +1,0 @@
-"""Benchmark scripts: each prints figures and ratios against a baseline measured in the same run."""
