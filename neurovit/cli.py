@@ -263,7 +263,15 @@ def _add_predict(sub) -> None:
     p.add_argument("--save", choices=("prob", "mask", "both"), default="prob",
                    help="write NAME_prob (float32), NAME_mask (uint8) or both (default prob)")
     p.add_argument("--format", dest="out_format", choices=("tif", "ome-zarr"), default="tif",
-                   help="output format of the probability/mask volumes (default tif)")
+                   help="output format (default tif: float32 probabilities, one process). ome-zarr: chunked, "
+                   "resumable, any number of devices/nodes (Lightning); uint8 probabilities round(255 p) and "
+                   "the mask, with a multiscale pyramid")
+    p.add_argument("--devices", default="auto", help="ome-zarr: devices per node, as Lightning's Trainer "
+                   "(auto, 2, 0,1,...; default auto)")
+    p.add_argument("--num-nodes", type=_positive_int, default=1, help="ome-zarr: nodes (torchrun / SLURM)")
+    p.add_argument("--chunk", nargs=3, type=_positive_int, default=(64, 1024, 1024), metavar=("Z", "Y", "X"),
+                   help="ome-zarr: voxels per task (a multiple of the 32 x 256 x 256 output chunks; default "
+                   "%(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="mask/tracing threshold (default 0.5)")
     p.add_argument("--no-trace", action="store_true", help="skip tracing (no NAME.swc)")
     p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("VZ", "VY", "VX"),
@@ -288,8 +296,20 @@ def _run_predict(args) -> int:
     _, failures = run_predict(args.ckpt, args.input, args.out, device=args.device, threshold=args.threshold, save=args.save,
                 trace=not args.no_trace, voxel_size=args.voxel_size, overlap=args.overlap, out_format=args.out_format,
                 sw_batch_size=args.batch_size, z_stride=args.z_stride, bf16=args.bf16, compile=args.compile,
-                progress=not args.no_progress)
+                progress=not args.no_progress, devices=_devices(args.devices), num_nodes=args.num_nodes,
+                task_shape=tuple(args.chunk))
+    if args.out_format == "tif" and (str(args.devices) not in ("auto", "1") or args.num_nodes > 1):
+        print("neurovit predict: note: --devices/--num-nodes apply to --format ome-zarr", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _devices(text: str):
+    """--devices as Lightning takes it: 'auto', an int, or a list of indices ('0,1')."""
+    if text == "auto":
+        return text
+    if "," in text:
+        return [int(t) for t in text.split(",") if t]
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

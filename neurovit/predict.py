@@ -228,7 +228,8 @@ def check_free_space(volume, out_dir: Path, module, save: str, out_format: str) 
     return need
 
 
-def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = False,
+def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = False, out_format: str = "tif",
+                devices="auto", num_nodes: int = 1, task_shape=(64, 1024, 1024),
                 **kwargs) -> tuple[list[dict], list[str]]:
     """Predict every input stack with the checkpoint's model; returns (one record per stack written,
     "NAME: why" for every stack that failed). A bad stack is reported and skipped, the others are
@@ -242,6 +243,9 @@ def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = 
     check_checkpoint(ckpt)  # before listing inputs: a wrong checkpoint is the likelier mistake
     files = list_inputs(inputs)
     out_dir = prepare_out_dir(out_dir)
+    if out_format == "ome-zarr":
+        return _run_chunked(ckpt, files, out_dir, device=device, devices=devices, num_nodes=num_nodes,
+                            task_shape=task_shape, **kwargs)
     module = load_model(ckpt, resolve_device(device))
     module.ckpt_path = str(ckpt)
     net = torch.compile(module.net) if compile else None
@@ -264,6 +268,50 @@ def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = 
         print(f"predicted {len(results)} of {len(files)} stack(s) into {out_dir}"
               + (f"; {len(failures)} failed:\n  " + "\n  ".join(failures) if failures else ""), flush=True)
     return results, failures
+
+
+def _run_chunked(ckpt, files, out_dir: Path, *, device: str, devices, num_nodes: int, task_shape, threshold=0.5,
+                 save="prob", trace=True, voxel_size=None, progress=True, overlap=None, sw_batch_size=None,
+                 z_chunk=None, z_stride=None, bf16=False) -> tuple[list[dict], list[str]]:
+    """OME-Zarr outputs: chunked, resumable prediction with `Trainer.predict` on any devices/nodes
+    (`neurovit.lit.prediction`); both the probabilities and the mask are written."""
+    from neurovit.lit.prediction import local_rank, predict_chunked
+
+    module = load_model(ckpt, "cpu")  # Lightning moves it to each rank's device
+    chunks = tuple(min(c, t) for c, t in zip((32, 256, 256), task_shape, strict=True))
+    accelerator = {"auto": "auto", "cpu": "cpu"}.get(device, "gpu" if device.startswith("cuda") else device)
+    records = predict_chunked(module, files, out_dir, threshold=threshold, task_shape=task_shape, chunks=chunks,
+                              devices=devices,
+                              num_nodes=num_nodes, accelerator=accelerator, overlap=overlap,
+                              sw_batch_size=sw_batch_size, z_chunk=z_chunk, z_stride=z_stride, bf16=bf16,
+                              voxel_size=voxel_size, progress=progress, ckpt=str(ckpt))
+    failures = []
+    if local_rank() == 0:
+        for r in records:
+            if not r.get("committed"):
+                failures.append(f"{r['name']}: not every task finished; run the same command again to resume")
+                continue
+            if trace:
+                r["swc"] = str(_trace_store(r, out_dir, threshold, str(ckpt)))
+            print(f"{r['name']}: {tuple(r['shape'])}, voxel size {tuple(r['voxel_size'])} µm "
+                  f"({r['voxel_size_from']}), {r['tasks']} tasks ({r['skipped_tasks']} done before) → "
+                  + ", ".join(str(r[k]) for k in ("prob", "mask", "swc") if k in r), flush=True)
+    return records, failures
+
+
+def _trace_store(record: dict, out_dir: Path, threshold: float, ckpt: str) -> Path:
+    """Trace the mask store of a chunked prediction into NAME.swc (µm), chunk by chunk when the chunked
+    tracer is available."""
+    from neurovit.data.volumes import open_volume
+
+    mask = open_volume(record["mask"]).array
+    vs = tuple(record["voxel_size"])
+    path = out_dir / f"{record['name']}.swc"
+    note = [f"voxel_size_zyx_um: {list(vs)} ({record['voxel_size_from']})", f"model: {ckpt}"]
+    from neurovit.trace import trace_to_swc
+
+    trace_to_swc(np.asarray(mask[:]), path, threshold=0.5, voxel_size=vs, units="um", source=record["prob"], notes=note)
+    return path
 
 
 def _one_line(exc: BaseException) -> str:

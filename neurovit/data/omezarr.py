@@ -452,11 +452,16 @@ def create_omezarr(
     voxel_size: VoxelSize,
     *,
     chunks: tuple[int, int, int] = (32, 256, 256),
+    resumable: bool = False,
 ) -> OmeZarrOutput:
     """Create an OME-Zarr output to fill chunk by chunk: `.array` is a writable level-0 (Z, Y, X) zarr
     array in a temporary folder beside `path`; `.commit()` builds the pyramid, writes the metadata and
-    renames it into place; `.abort()` (or an exception inside `with`) removes the temporary folder."""
-    return OmeZarrOutput(path, shape, dtype, voxel_size, chunks=chunks)
+    renames it into place; `.abort()` (or an exception inside `with`) removes the temporary folder.
+
+    resumable: the temporary folder is `.NAME.partial` (not random) and is reopened when it exists with
+    the same shape, dtype and chunks, so an interrupted fill can go on (`.resumed` says so); several
+    processes may open it at once (each writing its own chunks); `abort(keep=True)` leaves it in place."""
+    return OmeZarrOutput(path, shape, dtype, voxel_size, chunks=chunks, resumable=resumable)
 
 
 class OmeZarrOutput:
@@ -476,6 +481,7 @@ class OmeZarrOutput:
         voxel_size: VoxelSize,
         *,
         chunks: tuple[int, int, int] = (32, 256, 256),
+        resumable: bool = False,
     ):
         self.path = Path(path)
         self.shape = _check_shape(self.path, shape)
@@ -484,8 +490,20 @@ class OmeZarrOutput:
         self.chunks = _check_chunks(self.path, chunks, self.shape)
         _check_destination(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        suffix = "partial" if resumable else f"{secrets.token_hex(4)}.tmp"
+        self.tmp_path = self.path.with_name(f".{self.path.name}.{suffix}")
         self.state = "open"
+        self.resumed = resumable and self.tmp_path.exists()
+        if self.resumed:
+            self._group = zarr.open_group(str(self.tmp_path), mode="r+")
+            self.array = self._group["s0"]
+            found = (tuple(self.array.shape), np.dtype(self.array.dtype),
+                     tuple(self.array.chunks))
+            wanted = (self.shape, self.dtype, tuple(min(c, n) for c, n in zip(self.chunks, self.shape)))
+            if found != wanted:
+                raise VolumeError(f"{self.tmp_path}: an interrupted output with shape/dtype/chunks {found}, not "
+                                  f"{wanted}; delete it to start again")
+            return
         try:
             self._group = _new_group(self.tmp_path)
             self.array = _new_level(self._group, "s0", self.shape, self.chunks, self.dtype)
@@ -527,11 +545,13 @@ class OmeZarrOutput:
         self.state = "committed"
         self.array = zarr.open_array(str(self.path / "s0"), mode="r")
 
-    def abort(self) -> None:
-        """Remove the temporary folder (no-op after commit or a previous abort)."""
+    def abort(self, keep: bool = False) -> None:
+        """Remove the temporary folder (no-op after commit or a previous abort); `keep` leaves a resumable
+        output's folder in place for the next run."""
         if self.state == "open":
             self.state = "aborted"
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            if not keep:
+                shutil.rmtree(self.tmp_path, ignore_errors=True)
 
 
 def _source_shape(path: Path, array: Any) -> tuple[int, int, int]:
