@@ -11,6 +11,7 @@
     neurovit fit|validate|test --config base [--config X.yaml] [--key value ...]
                                                 train / evaluate with LightningCLI (see `neurovit fit --help`)
     neurovit config [NAME]                      list / print the packaged configs (base, demo, center, ...)
+    neurovit view STACK [--pred P --mask M --swc S]   napari: image, prediction and tree in µm (pip install neurovit[view])
     neurovit predict --ckpt C --input STACK|DIR --out DIR
                                                 probability/mask TIFFs and traced SWC for any stacks
 """
@@ -229,6 +230,12 @@ def _run_config(args) -> int:
     return 0
 
 
+def _add_view(sub) -> None:
+    from neurovit.view import add_view_parser  # napari itself is imported only when a viewer opens
+
+    add_view_parser(sub)
+
+
 def _add_prepare(sub) -> None:
     from neurovit.data.prepare import add_prepare_parser
 
@@ -324,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     from neurovit.ablate.cli import add_ablate_parser
 
     for add in (_add_synth, _add_prepare, _add_render, _add_info, _add_evaluate, _add_baseline, add_ablate_parser,
-                _add_config):
+                _add_config, _add_view):
         add(sub)
     for cmd, what in zip(LIGHTNING_COMMANDS, ("train a model", "validate a checkpoint on the val volumes",
                                                    "test a checkpoint on the test volumes")):

@@ -15,11 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_wheel_install_runs_prepare_fit_predict_evaluate(tmp_path):
+    import shutil
+
     from neurovit.data.swc import write_swc
     from neurovit.data.synth import SynthConfig, synthesize_dataset
     from neurovit.data.volumes import open_volume, write_volume
-
-    import shutil
 
     src = tmp_path / "src"  # build from a copy: setuptools writes build/ into the source tree
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "demo_out", "runs",
