@@ -151,3 +151,13 @@ def test_other_settings_do_not_mix_with_an_interrupted_run(setup, tmp_path, caps
     assert main(["predict", "--ckpt", str(ckpt), "--input", str(stack), "--out", str(out), *ARGS,
                  "--threshold", "0.3"]) == 2
     assert "made with other settings" in capsys.readouterr().err
+
+
+def test_chunked_benchmark_prints_memory_rows(setup, capsys):
+    from neurovit.benchmarks.chunked import main as bench
+
+    ckpt, _ = setup
+    bench(["--ckpt", str(ckpt), "--plane", "64", "--slices", "8", "16", "--chunk", "8", "64", "64",
+           "--ddp-slices", "0"])
+    text = capsys.readouterr().out
+    assert "(16, 64, 64)" in text and "peak RSS at 16 slices / at 8 slices" in text
