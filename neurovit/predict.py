@@ -300,17 +300,18 @@ def _run_chunked(ckpt, files, out_dir: Path, *, device: str, devices, num_nodes:
 
 
 def _trace_store(record: dict, out_dir: Path, threshold: float, ckpt: str) -> Path:
-    """Trace the mask store of a chunked prediction into NAME.swc (µm), chunk by chunk when the chunked
-    tracer is available."""
+    """Trace the mask store of a chunked prediction into NAME.swc (µm), chunk by chunk with overlap and
+    stitching (`neurovit.trace_chunked`), so memory depends on the chunk, not on the stack."""
     from neurovit.data.volumes import open_volume
+    from neurovit.trace import trace_to_swc
+    from neurovit.trace_chunked import trace_chunked
 
     mask = open_volume(record["mask"]).array
     vs = tuple(record["voxel_size"])
     path = out_dir / f"{record['name']}.swc"
     note = [f"voxel_size_zyx_um: {list(vs)} ({record['voxel_size_from']})", f"model: {ckpt}"]
-    from neurovit.trace import trace_to_swc
-
-    trace_to_swc(np.asarray(mask[:]), path, threshold=0.5, voxel_size=vs, units="um", source=record["prob"], notes=note)
+    trace_to_swc(mask, path, threshold=0.5, voxel_size=vs, units="um", source=record["prob"], notes=note,
+                 tracer=trace_chunked)
     return path
 
 

@@ -260,14 +260,16 @@ def _header(shape, threshold, voxel_size, min_size, join_distance, soma_radius, 
     return lines + [str(n) for n in notes]
 
 
-def trace_to_swc(volume: np.ndarray, path: str | Path, *, units: str = "voxel", **kwargs) -> Morphology:
+def trace_to_swc(volume: np.ndarray, path: str | Path, *, units: str = "voxel", tracer=None, **kwargs) -> Morphology:
     """`trace(volume, **kwargs)` and write the result (with its header) to `path`; returns the Morphology.
 
+    tracer: another function with `trace`'s signature and result (e.g. `neurovit.trace_chunked.trace_chunked`
+    for volumes larger than memory).
     units: "voxel" (voxel indices, as `trace` returns) or "um" (converted with `voxel_size`, so the tree
     lies in µm of the image; the header's `units:` line says which).
     An empty result is written as a header-only SWC whose comments say it is empty.
     """
-    m = trace(volume, **kwargs)
+    m = (tracer or trace)(volume, **kwargs)
     if units == "um":
         m = m.to_um(_check_voxel_size(kwargs.get("voxel_size", (1.0, 1.0, 1.0))))
         m.header = [("coordinates: µm of the image (x = column, y = row, z = slice times the voxel size); "
