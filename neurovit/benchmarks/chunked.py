@@ -54,10 +54,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default="demo_out/run/checkpoints/last.ckpt")
     ap.add_argument("--plane", type=int, default=512, help="in-plane size of the stacks (default 512)")
-    ap.add_argument("--slices", nargs="+", type=int, default=[64, 256], help="stack depths, smallest first")
+    ap.add_argument("--slices", nargs="*", type=int, default=[64, 256], help="stack depths, smallest first "
+                    "(none: skip the memory rows)")
     ap.add_argument("--chunk", nargs=3, default=["32", "512", "512"], help="task size (predict --chunk)")
-    ap.add_argument("--ddp-slices", type=int, default=32, help="depth of the 1-vs-2-process stack (0: skip)")
+    ap.add_argument("--ddp-slices", type=int, default=64, help="depth of the 1-vs-2-process stack (0: skip)")
     args = ap.parse_args(argv)
+    args.ckpt = str(Path(args.ckpt).resolve())  # the predictions run in a temporary folder
     from neurovit.data.omezarr import write_omezarr
 
     common = ["--format", "ome-zarr", "--chunk", *args.chunk, "--device", "cpu", "--no-progress", "--no-trace"]

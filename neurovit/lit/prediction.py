@@ -47,13 +47,17 @@ class ChunkPredictor(L.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         keys = self.dataset.keys
         mine = rank_share(len(keys), self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(Subset(self.dataset, mine), batch_size=1, collate_fn=collate_one,
-                          num_workers=self.settings.get("num_workers", 0))
+        # Lightning needs at least one batch per rank: a rank without tasks (fewer tasks than processes,
+        # or all done before a resume) gets one no-op item
+        data = Subset(self.dataset, mine) if mine else [{"volume": -1}]
+        return DataLoader(data, batch_size=1, collate_fn=collate_one, num_workers=self.settings.get("num_workers", 0))
 
     @torch.no_grad()
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         from neurovit.inference import predict_volume
 
+        if batch["volume"] < 0:
+            return None
         v, t = batch["volume"], batch["task"]
         task = self.plan["tasks"][v][t]
         s = self.settings
@@ -82,6 +86,8 @@ class ChunkWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
+        if prediction is None:  # a no-op item
+            return
         v, t, prob = prediction["volume"], prediction["task"], prediction["prob"]
         task = self.plan["tasks"][v][t]
         z0, z1, y0, y1, x0, x1 = task.core
