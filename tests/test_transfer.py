@@ -205,9 +205,10 @@ def test_scratch_leaves_the_init_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_center_copies_everything_but_the_patch_kernel():
+@pytest.mark.parametrize("decoder", ["unetr", "light"])
+def test_center_copies_everything_but_the_patch_kernel(decoder):
     vit = random_vit2d(TINY_ARCH)
-    model = SliceViT(arch=TINY_ARCH)
+    model = SliceViT(arch=TINY_ARCH, decoder=decoder)
     decoder_before = copy.deepcopy(model.decoder.state_dict())
     report = transfer_2d_to_3d(model, vit.state_dict(), "center")
     sd2, sd3 = vit.state_dict(), model.encoder.state_dict()

@@ -19,7 +19,7 @@ from neurovit.models import (
     resolve_arch,
     upsample_factors,
 )
-from neurovit.models.decoder import default_feature_layers
+from neurovit.models.decoders import default_feature_layers
 
 
 def test_block_embed_is_a_2d_patch_embed_when_depth_is_one():

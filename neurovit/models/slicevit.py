@@ -1,16 +1,16 @@
-"""SliceViT: segment the centre slice of a (B, C, D, H, W) block with a 3D-block ViT and a UNETR-style decoder."""
+"""SliceViT: segment the centre slice of a (B, C, D, H, W) block with a 3D-block ViT and a chosen decoder."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neurovit.models.archs import ModelConfigError, resolve_arch
-from neurovit.models.decoder import UnetrDecoder2d, default_feature_layers, upsample_factors
+from neurovit.models.decoders import DecoderSpec, build_decoder
 from neurovit.models.pretrained import load_2d_state_dict
 from neurovit.models.transfer import STRATEGIES, Strategy, TransferReport, transfer_2d_to_3d
 from neurovit.models.vit3d import ViT3dEncoder
@@ -27,6 +27,11 @@ class SliceViT(nn.Module):
     mode="2d" is the 2D-ViT baseline: the same model on the centre slice alone (an encoder of block depth 1).
     Pretrained 2D weights (``pretrained``: timm ``name.tag`` or a checkpoint file) are loaded and transferred
     in the constructor with strategy ``init``, so missing weights fail before any training.
+    ``decoder`` names a decoder of ``neurovit.models.decoders.DECODERS`` ("unetr", the UNETR-style default;
+    "light", 1/10–1/14 of unetr's decoder FLOPs per output voxel for ViT-S and tiny, about 1/4 for all
+    slices) or a decoder class's dotted import path; ``decoder_args`` are its keyword arguments (e.g.
+    {"width": 32}). ``feature_size`` (unetr's width, default 16) and ``feature_layers`` (the encoder blocks
+    the decoder reads) stay top-level arguments.
     """
 
     def __init__(
@@ -42,12 +47,14 @@ class SliceViT(nn.Module):
         init: Strategy = "scratch",
         pretrained_key: Literal["teacher", "student"] = "teacher",
         pad_mode: Literal["constant", "reflect"] = "constant",
-        feature_size: int = 16,
+        feature_size: int | None = None,
         feature_layers: list[int] | None = None,
         embed_dim: int | None = None,
         depth: int | None = None,
         num_heads: int | None = None,
         drop_path_rate: float = 0.0,
+        decoder: str = "unetr",
+        decoder_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _, spec = resolve_arch(arch)
@@ -84,24 +91,21 @@ class SliceViT(nn.Module):
             num_heads=num_heads or spec.num_heads,
             drop_path_rate=drop_path_rate,
         )
-        stages = len(upsample_factors(p))
-        n_blocks = len(self.encoder.blocks)
-        self.feature_layers = (
-            list(feature_layers) if feature_layers else default_feature_layers(n_blocks, stages)
+        self.decoder_name = decoder
+        self.decoder = build_decoder(
+            decoder,
+            DecoderSpec(
+                embed_dim=self.encoder.embed_dim,
+                grid_size=tuple(self.encoder.grid_size),
+                patch_size=p,
+                num_layers=len(self.encoder.blocks),
+                in_chans=in_chans,
+                in_slices=enc_depth,
+                out_slices=block_depth if out_slices == "all" else 1,
+            ),
+            self._decoder_args(decoder, decoder_args, feature_size, feature_layers),
         )
-        fl = self.feature_layers
-        if len(fl) != stages or any(not 0 <= i < n_blocks for i in fl) or fl != sorted(fl):
-            raise ModelConfigError(
-                f"feature_layers must list {stages} non-decreasing block indices in [0, {n_blocks - 1}] "
-                f"for patch size {p}, got {fl}"
-            )
-        self.decoder = UnetrDecoder2d(
-            embed_dim=self.encoder.embed_dim,
-            raw_chans=in_chans * enc_depth,
-            patch_size=p,
-            out_channels=block_depth if out_slices == "all" else 1,
-            feature_size=feature_size,
-        )
+        self.feature_layers: list[int] = list(self.decoder.feature_layers)
         self.transfer_report: TransferReport = transfer_2d_to_3d(
             self.encoder, state_dict_2d, init, source=str(pretrained)
         )
@@ -121,6 +125,25 @@ class SliceViT(nn.Module):
                 "'vit_small_patch16_224.dino') or a checkpoint file, or use init='scratch'"
             )
         return load_2d_state_dict(pretrained, which=pretrained_key)
+
+    @staticmethod
+    def _decoder_args(
+        decoder: str, args: dict[str, Any] | None, feature_size: int | None, feature_layers: list[int] | None
+    ) -> dict[str, Any]:
+        """decoder_args plus the top-level feature_size (unetr only) and feature_layers; conflicts raise."""
+        out = dict(args or {})
+        for name, value in (("feature_size", feature_size), ("feature_layers", feature_layers)):
+            if value is None or (name == "feature_layers" and not value):
+                continue
+            if name == "feature_size" and decoder != "unetr":
+                raise ModelConfigError(
+                    f"feature_size is the unetr decoder's width; decoder {decoder!r} takes its widths from "
+                    "decoder_args (e.g. decoder_args={'width': 16})"
+                )
+            if name in out:
+                raise ModelConfigError(f"{name} is given both as an argument and in decoder_args")
+            out[name] = list(value) if name == "feature_layers" else value
+        return out
 
     @property
     def _pads(self) -> tuple[int, int]:
