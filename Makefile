@@ -58,6 +58,8 @@ bench: install $(DEMO_DIR)/run/checkpoints/last.ckpt $(DEMO_DIR)/allslices/check
 		--allslices-ckpt $(DEMO_DIR)/allslices/checkpoints/last.ckpt --data $(DEMO_DIR)/data
 	$(PY) -m neurovit.benchmarks.levers --ckpt $(DEMO_DIR)/allslices/checkpoints/last.ckpt
 	$(PY) -m neurovit.benchmarks.spacing --ckpt $(DEMO_DIR)/run/checkpoints/last.ckpt
+	$(PY) -m neurovit.benchmarks.throughput --shape 16 512 512
+	$(PY) -m neurovit.benchmarks.chunked --ckpt $(DEMO_DIR)/run/checkpoints/last.ckpt
 	$(PY) -m neurovit.benchmarks.train
 
 $(DEMO_DIR)/run/checkpoints/last.ckpt:

@@ -88,3 +88,14 @@ def test_levers_benchmark_prints_every_lever(tmp_path, monkeypatch, capsys):
     for row in ("(baseline)", "batch 1", "channels-last", "bf16 autocast", "eager attention"):
         assert row in out
     assert "1.00x" in out
+
+
+def test_throughput_benchmark_prints_each_decoder_row(capsys):
+    from neurovit.benchmarks.throughput import main
+
+    main(["--shape", "3", "40", "40", "--repeats", "1", "--batch", "4"])
+    text = capsys.readouterr().out
+    rows = [ln.split() for ln in text.splitlines() if ln.startswith(("unetr", "light"))]
+    assert [r[:2] for r in rows] == [["unetr", "center"], ["unetr", "all"], ["light", "center"], ["light", "all"]]
+    assert rows[0][5] == "1.00x" and all(float(r[4]) > 0 for r in rows)
+    assert float(rows[2][3]) < float(rows[0][3]) / 3  # light: ≥ 3x fewer FLOPs per output voxel
