@@ -54,3 +54,29 @@ def tiny_dataset(tmp_path_factory) -> Path:
     synthesize_dataset(out, SynthConfig(n_volumes=4, shape=(8, 40, 40), seed=1, split=(0.5, 0.25, 0.25)),
                        progress=False)
     return out
+
+
+def tiny_fit_args(data: Path, root: Path, *extra: str) -> list[str]:
+    """`neurovit fit` of the packaged demo config shrunk to seconds (no validation, 32 px blocks)."""
+    return ["fit", "--config", "base", "--config", "demo", "--data.data_dir", str(data), "--data.block_size", "32",
+            "--data.batch_size", "2", "--data.blocks_per_epoch", "4", "--trainer.max_epochs", "1",
+            "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, checkpoint) of one tiny fit shared by the prediction tests; trained with percentiles
+    (5, 95) so tests can tell the checkpoint's normaliser from the default one."""
+    from neurovit.cli import main
+    from neurovit.data.synth import SynthConfig, synthesize_dataset
+
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    synthesize_dataset(tmp / "ds", SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=3), progress=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "disabled")
+    try:
+        assert main(tiny_fit_args(tmp / "ds", tmp / "run", "--data.percentiles", "[5.0, 95.0]")) == 0
+    finally:
+        mp.undo()
+    return tmp / "ds", tmp / "run" / "checkpoints" / "last.ckpt"

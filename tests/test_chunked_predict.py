@@ -44,23 +44,13 @@ def test_task_size_must_align_with_chunks():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tiny_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chunked")
-    synthesize_dataset(tmp / "ds", SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=7), progress=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WANDB_MODE", "disabled")
-    try:
-        assert main(["fit", "--config", "base", "--config", "demo", "--data.data_dir", str(tmp / "ds"),
-                     "--data.block_size", "32", "--data.batch_size", "2", "--data.blocks_per_epoch", "4",
-                     "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
-                     "--trainer.default_root_dir", str(tmp / "run"), "--trainer.enable_progress_bar", "false"]) == 0
-    finally:
-        mp.undo()
-    stack = tmp / "in" / "s.ome.zarr"
     synthesize_dataset(tmp / "big", SynthConfig(n_volumes=1, shape=(20, 80, 90), seed=8), progress=False)
     image = open_volume(next((tmp / "big" / "images").iterdir())).read()
+    stack = tmp / "in" / "s.ome.zarr"
     write_volume(stack, image, voxel_size=(2.0, 1.0, 1.0), chunks=(8, 32, 32))
-    return tmp / "run" / "checkpoints" / "last.ckpt", stack
+    return tiny_run[1], stack
 
 
 ARGS = ["--format", "ome-zarr", "--chunk", "8", "32", "32", "--device", "cpu", "--no-progress"]

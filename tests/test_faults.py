@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_fit_args
 
 from neurovit.cli import main
-from neurovit.data.synth import SynthConfig, synthesize_dataset
 from neurovit.data.volumes import write_volume
 from neurovit.predict import load_model
 
@@ -19,29 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def fit_args(data: Path, root: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", "base", "--config", "demo", "--data.data_dir", str(data), "--data.block_size", "32",
-            "--data.batch_size", "2", "--data.blocks_per_epoch", "4", "--trainer.max_epochs", "1",
-            "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", str(root),
-            "--trainer.enable_progress_bar", "false", *extra]
+    return tiny_fit_args(data, root, *extra)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("faults") / "ds"
-    synthesize_dataset(out, SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=6), progress=False)
-    return out
+def dataset(tiny_run) -> Path:
+    return tiny_run[0]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(dataset, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faults-run") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WANDB_MODE", "disabled")
-    try:
-        assert main(fit_args(dataset, root)) == 0
-    finally:
-        mp.undo()
-    return root / "checkpoints" / "last.ckpt"
+def checkpoint(tiny_run) -> Path:
+    return tiny_run[1]
 
 
 def one_line_error(capsys, *parts: str) -> str:

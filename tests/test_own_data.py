@@ -13,7 +13,6 @@ import torch
 
 from neurovit.cli import main
 from neurovit.data.normalise import CHECKPOINT_KEY, Normaliser
-from neurovit.data.synth import SynthConfig, synthesize_dataset
 from neurovit.data.volumes import open_volume, write_volume
 from neurovit.inference import predict_volume
 from neurovit.predict import load_model, segment
@@ -21,33 +20,14 @@ from neurovit.predict import load_model, segment
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fit_tiny(data: Path, root: Path, *extra: str) -> Path:
-    old = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = "disabled"
-    try:
-        rc = main(["fit", "--config", "base", "--config", "demo",  # packaged config names
-                   "--data.data_dir", str(data), "--data.block_size", "32", "--data.batch_size", "2",
-                   "--data.blocks_per_epoch", "2", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
-                   "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra])
-    finally:
-        if old is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = old
-    assert rc == 0
-    return root / "checkpoints" / "last.ckpt"
+@pytest.fixture(scope="module")
+def dataset(tiny_run) -> Path:
+    return tiny_run[0]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("own") / "ds"
-    synthesize_dataset(out, SynthConfig(n_volumes=3, shape=(8, 40, 40), seed=3), progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def checkpoint(dataset, tmp_path_factory) -> Path:
-    return fit_tiny(dataset, tmp_path_factory.mktemp("run") / "run", "--data.percentiles", "[5.0, 95.0]")
+def checkpoint(tiny_run) -> Path:
+    return tiny_run[1]  # trained with --data.percentiles [5.0, 95.0]
 
 
 @pytest.fixture
