@@ -28,8 +28,6 @@ NaN is left only where an input is missing (e.g. no TIFF: no voxel metrics), and
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 import warnings
@@ -39,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurovit.atomic import write_csv, write_json
 from neurovit.data.swc import Morphology, read_swc
 from neurovit.errors import NeurovitError
 from neurovit.metrics import get_spec, metric_names
@@ -253,12 +252,9 @@ def _write_tables(result: EvaluationResult, out_dir: Path) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
     columns = ["name", *METRICS, *INFO]
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in result.rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    json_path.write_text(json.dumps(_json_safe(result.to_json()), indent=2) + "\n", encoding="utf-8")
+    write_csv(csv_path, ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+                         for row in result.rows), columns)
+    write_json(json_path, _json_safe(result.to_json()))
     return {"csv": str(csv_path), "json": str(json_path)}
 
 

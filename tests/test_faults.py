@@ -191,3 +191,21 @@ def test_training_logs_and_evaluate_score_empty_masks_alike(pred_fg, gold_fg):
     assert logged == {k: scored[k] for k in ("dice", "precision", "recall")}
     if not pred_fg and gold_fg:
         assert logged["precision"] == 0.0  # nothing predicted on a neuron is not a perfect precision
+
+
+def test_text_outputs_are_atomic_and_clean_up_on_failure(tmp_path, monkeypatch):
+    from neurovit import atomic
+
+    target = tmp_path / "metrics.json"
+    atomic.write_json(target, {"a": 1})
+    real = os.replace
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_json(target, {"a": 2})
+    monkeypatch.setattr(os, "replace", real)
+    assert target.read_text() == '{\n  "a": 1\n}\n'  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temporary file is left

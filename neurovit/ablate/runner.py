@@ -188,9 +188,9 @@ def evaluate_cell(cfg: AblationConfig, folder: Path) -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from neurovit.atomic import write_json
+
+    write_json(path, obj, default=str)
 
 
 class CellFailure(RuntimeError):

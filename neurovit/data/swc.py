@@ -455,15 +455,6 @@ def write_swc(m: Morphology, path: str | Path, *, comments: Sequence[str] = ()) 
     """Write `m` to `path` atomically (a uniquely named temporary file in the same folder, then rename, so
     concurrent writers, e.g. DDP ranks scoring the same volume, never share a temporary file); returns
     the path. On any error the temporary file is removed."""
-    import secrets
+    from neurovit.atomic import write_text
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(format_swc(m, comments=comments), encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, format_swc(m, comments=comments))

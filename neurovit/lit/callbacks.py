@@ -3,7 +3,6 @@ TIFFs and metric tables of validation volumes, and W&B media."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from neurovit.atomic import write_csv, write_text
 from neurovit.metrics import get_spec, metric_names
 
 
@@ -135,12 +135,9 @@ class ValidationWriter(L.Callback):
         if trainer.is_global_zero:
             root = self._root(trainer)
             root.mkdir(parents=True, exist_ok=True)
-            with open(root / f"{split}_metrics.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["name", *keys], extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
-            (root / ("metrics.json" if split == "val" else "test_metrics.json")).write_text(
-                json.dumps(self.last_summary, indent=2))
+            write_csv(root / f"{split}_metrics.csv", rows, ["name", *keys])
+            write_text(root / ("metrics.json" if split == "val" else "test_metrics.json"),
+                       json.dumps(self.last_summary, indent=2))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._write(trainer, "val")
@@ -302,10 +299,7 @@ class ReconstructionCallback(L.Callback):
             root = Path(self.dirpath or trainer.default_root_dir)
             root.mkdir(parents=True, exist_ok=True)
             keys = ["name", "nodes", *self.METRICS, "degenerate"]
-            with open(root / f"{split}_reconstruction.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(sorted(self.rows, key=lambda r: r["name"]))
+            write_csv(root / f"{split}_reconstruction.csv", sorted(self.rows, key=lambda r: r["name"]), keys)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self._due(trainer):
