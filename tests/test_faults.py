@@ -209,3 +209,24 @@ def test_text_outputs_are_atomic_and_clean_up_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real)
     assert target.read_text() == '{\n  "a": 1\n}\n'  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temporary file is left
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_the_epoch_with_the_highest_val_dice(dataset, tmp_path, monkeypatch):
+    import csv
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    root = tmp_path / "run"
+    assert main(tiny_fit_args(dataset, root, "--trainer.max_epochs", "4", "--trainer.limit_val_batches", "1.0",
+                              "--trainer.check_val_every_n_epoch", "1", "--trainer.logger",
+                              "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "log"),
+                              "--reconstruction.every_n_epochs", "100")) == 0
+    rows = list(csv.DictReader(next((tmp_path / "log").rglob("metrics.csv")).open()))
+    dice = {int(r["epoch"]): float(r["val/dice"]) for r in rows if r.get("val/dice")}
+    assert len(dice) == 4
+    best = next((root / "checkpoints").glob("best-*.ckpt"))
+    epoch = int(best.name.split("epoch")[1][:3])
+    assert dice[epoch] == max(dice.values()), (best.name, dice)
+    assert f"dice{max(dice.values()):.4f}" in best.name
+    # and the file holds that epoch's weights: its epoch counter says so
+    assert torch.load(best, map_location="cpu", weights_only=False)["epoch"] == epoch
