@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# branch coverage of the package is printed after the tests (figure in the README); no gate
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov=neurovit --cov-branch --cov-report=term:skip-covered
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
