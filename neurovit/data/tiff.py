@@ -98,12 +98,9 @@ def _ome_voxel_size(xml: str) -> VoxelSize | None:
 
 def _existing_file(path: PathLike) -> Path:
     """Return path as a Path, raising TiffError when it is missing or a folder."""
-    path = Path(path)
-    if not path.exists():
-        raise TiffNotFoundError(f"{path}: no such file; {EXPECTED} saved as a multi-page .tif file")
-    if path.is_dir():
-        raise TiffError(f"{path}: is a folder, not a TIFF file; {EXPECTED} saved as one multi-page .tif file")
-    return path
+    from neurovit.data.volumes import existing_file
+
+    return existing_file(path, f"{EXPECTED} saved as a multi-page .tif file", TiffError, TiffNotFoundError)
 
 
 def _open_tiff(path: Path) -> tifffile.TiffFile:

@@ -110,12 +110,9 @@ def read_v3dpbd(path: PathLike) -> NoReturn:
 
 def _existing_file(path: PathLike) -> Path:
     """Return path as a Path, raising VolumeError when it is missing or a folder."""
-    path = Path(path)
-    if not path.exists():
-        raise VolumeError(f"{path}: no such file; {EXPECTED}")
-    if path.is_dir():
-        raise VolumeError(f"{path}: is a folder, not a file; {EXPECTED}")
-    return path
+    from neurovit.data.volumes import existing_file
+
+    return existing_file(path, EXPECTED)
 
 
 def _read_head(path: Path) -> tuple[int, bytes]:

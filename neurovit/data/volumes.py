@@ -192,6 +192,18 @@ def open_volume(path: PathLike, *, level: int = 0, voxel_size: Iterable[float] |
     return ImageVolume(path, fmt.name, array, vs, meta)
 
 
+def existing_file(path: PathLike, expected: str, error: type[VolumeError] = VolumeError,
+                  missing: type[VolumeError] | None = None) -> Path:
+    """`path` as a Path when it is an existing file; else `missing` (or `error`) for a missing path and
+    `error` for a folder, each naming the path and what was `expected` (the format readers' one check)."""
+    path = Path(path)
+    if not path.exists():
+        raise (missing or error)(f"{path}: no such file; {expected}")
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a file; {expected}")
+    return path
+
+
 def check_voxel_size(value: Any, what: str = "voxel_size") -> VoxelSize:
     """Three finite positive numbers (z, y, x) in µm, or VolumeError naming `what` (the one voxel-size
     check: readers, writers, tracing, rendering and metrics all call it)."""
