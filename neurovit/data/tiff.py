@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -248,17 +247,10 @@ def write_stack(
     z, y, x = _check_voxel_size(path, voxel_size)
     if path.is_dir():
         raise TiffError(f"{path}: is a folder; give a file name such as {path / 'stack.tif'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            _imwrite(path, fh, data, (z, y, x), compression)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from neurovit.atomic import atomic_open
+
+    with atomic_open(path) as fh:
+        _imwrite(path, fh, data, (z, y, x), compression)
 
 
 def _check_writable(path: Path, array: np.ndarray) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import struct
 from pathlib import Path
 from typing import Any, NoReturn
@@ -180,16 +179,9 @@ def write_v3draw(path: PathLike, array: np.ndarray) -> None:
         raise VolumeError(f"{path}: is a folder; give a file name such as {path / 'stack.v3draw'}")
     header = struct.pack("<24sch4I", KEY, b"L", code, x, y, z, 1)
     little = data.dtype.newbyteorder("<")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(header)
-            for plane in data:  # one slice at a time: bounded memory for non-contiguous or big-endian input
-                fh.write(np.ascontiguousarray(plane, dtype=little).data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from neurovit.atomic import atomic_open
+
+    with atomic_open(path) as fh:
+        fh.write(header)
+        for plane in data:  # one slice at a time: bounded memory for non-contiguous or big-endian input
+            fh.write(np.ascontiguousarray(plane, dtype=little).data)
