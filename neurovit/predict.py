@@ -244,8 +244,12 @@ def run_predict(ckpt, inputs, out_dir, *, device: str = "auto", compile: bool = 
     files = list_inputs(inputs)
     out_dir = prepare_out_dir(out_dir)
     if out_format == "ome-zarr":
-        return _run_chunked(ckpt, files, out_dir, device=device, devices=devices, num_nodes=num_nodes,
-                            task_shape=task_shape, **kwargs)
+        try:
+            return _run_chunked(ckpt, files, out_dir, device=device, devices=devices, num_nodes=num_nodes,
+                                task_shape=task_shape, **kwargs)
+        except OSError as exc:  # a full disk or a lost mount mid-run: finished tasks stay marked for a re-run
+            raise NeurovitError(f"{_one_line(exc)}; finished tasks are kept: run the same command again to "
+                                "resume") from None
     module = load_model(ckpt, resolve_device(device))
     module.ckpt_path = str(ckpt)
     net = torch.compile(module.net) if compile else None

@@ -151,3 +151,31 @@ def test_chunked_benchmark_prints_memory_rows(setup, capsys):
            "--ddp-slices", "0"])
     text = capsys.readouterr().out
     assert "(16, 64, 64)" in text and "peak RSS at 16 slices / at 8 slices" in text
+
+
+def test_nonfinite_voxels_are_counted_in_the_chunked_path(setup, tmp_path):
+    ckpt, stack = setup
+    image = open_volume(stack).read().astype(np.float32)
+    image[3, 10, 10] = np.nan
+    image[15, 70, 80] = np.inf
+    write_volume(tmp_path / "in" / "f.ome.zarr", image, voxel_size=(2.0, 1.0, 1.0), chunks=(8, 32, 32))
+    with pytest.warns(UserWarning, match=r"f_prob.ome.zarr: 2 input voxel\(s\) predicted in this run are NaN"):
+        assert main(["predict", "--ckpt", str(ckpt), "--input", str(tmp_path / "in" / "f.ome.zarr"),
+                     "--out", str(tmp_path / "z"), *ARGS, "--no-trace"]) == 0
+    assert np.isfinite(open_volume(tmp_path / "z" / "f_prob.ome.zarr").read()).all()
+
+
+def test_a_full_disk_mid_run_is_one_line_and_resumable(setup, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from neurovit.lit import prediction
+
+    ckpt, stack = setup
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prediction, "predict_chunked", full)
+    assert main(["predict", "--ckpt", str(ckpt), "--input", str(stack), "--out", str(tmp_path / "z"), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "run the same command again to resume" in err and "Traceback" not in err

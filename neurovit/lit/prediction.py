@@ -65,7 +65,9 @@ class ChunkPredictor(L.LightningModule):
                               roi_size=self.module.roi_size, overlap=s["overlap"], sw_batch_size=s["sw_batch_size"],
                               z_chunk=s["z_chunk"], z_stride=s["z_stride"], normalise=self.normalisers[v],
                               device=self.device, autocast=s["autocast"])
-        return {"volume": v, "task": t, "prob": prob[task.core_in_region()]}
+        core = batch["region"][task.core_in_region()]
+        nonfinite = int(np.count_nonzero(~np.isfinite(core))) if core.dtype.kind in "fc" else 0
+        return {"volume": v, "task": t, "prob": prob[task.core_in_region()], "nonfinite": nonfinite}
 
 
 class ChunkWriter(BasePredictionWriter):
@@ -76,6 +78,7 @@ class ChunkWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.outputs, self.plan, self.threshold = outputs, plan, threshold
         self.stores: list[dict] = []
+        self.nonfinite = [0] * len(outputs)  # NaN/inf input voxels in this rank's task cores, per stack
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.is_global_zero:
@@ -89,6 +92,7 @@ class ChunkWriter(BasePredictionWriter):
         if prediction is None:  # a no-op item
             return
         v, t, prob = prediction["volume"], prediction["task"], prediction["prob"]
+        self.nonfinite[v] += prediction["nonfinite"]
         task = self.plan["tasks"][v][t]
         z0, z1, y0, y1, x0, x1 = task.core
         stores = self.stores[v]
@@ -98,6 +102,15 @@ class ChunkWriter(BasePredictionWriter):
             (s.tmp_path / DONE / task.key).touch()
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        import warnings
+
+        from neurovit.data.normalise import NONFINITE_RULE
+
+        counts = trainer.strategy.reduce(torch.tensor(self.nonfinite, dtype=torch.float64), reduce_op="sum")
+        for o, n in zip(self.outputs, counts.tolist(), strict=True):
+            if n and trainer.is_global_zero:
+                warnings.warn(f"{Path(o['prob']).name}: {int(n)} input voxel(s) predicted in this run are NaN or "
+                              f"infinite: {NONFINITE_RULE}", UserWarning, stacklevel=2)
         trainer.strategy.barrier("neurovit-predict-done")
         if trainer.is_global_zero:
             for o, stores in zip(self.outputs, self.stores, strict=True):
