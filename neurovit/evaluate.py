@@ -112,22 +112,29 @@ def _index(folder: Path, what: str) -> tuple[dict[str, Path], dict[str, Path]]:
     return tifs, swcs
 
 
+def _dataset_meta(gold: Path) -> dict:
+    """The ground-truth folder's dataset.yaml as a dict ({} when there is none or it does not parse: the
+    folder is then scored as a plain folder)."""
+    meta = gold / "dataset.yaml"
+    if not meta.is_file():
+        return {}
+    import yaml
+
+    try:
+        return yaml.safe_load(meta.read_text()) or {}
+    except yaml.YAMLError:
+        return {}
+
+
 def _voxel_size(voxel_size, gold: Path, tifs: list[Path]) -> tuple[tuple[float, float, float], str]:
     """(voxel size z, y, x, where it came from): argument, dataset.yaml, TIFF metadata, else (1, 1, 1)."""
     if voxel_size is not None:
         from neurovit.data.volumes import check_voxel_size
 
         return check_voxel_size(voxel_size), "argument"
-    meta = gold / "dataset.yaml"
-    if meta.is_file():
-        import yaml
-
-        try:
-            vs = (yaml.safe_load(meta.read_text()) or {}).get("voxel_size_zyx_um")
-        except yaml.YAMLError:
-            vs = None
-        if vs is not None and len(vs) == 3:
-            return tuple(float(x) for x in vs), str(meta)  # type: ignore[return-value]
+    vs = _dataset_meta(gold).get("voxel_size_zyx_um")
+    if vs is not None and len(vs) == 3:
+        return tuple(float(x) for x in vs), str(gold / "dataset.yaml")  # type: ignore[return-value]
     from neurovit.data.volumes import open_volume
 
     for f in tifs[:1]:
@@ -265,16 +272,8 @@ def _listing(names: list[str], limit: int = 10) -> str:
 
 def _dataset_swc_units(gold_dir: Path) -> str:
     """The units of a dataset's swc/ files (dataset.yaml `swc_units`), else voxel (the neurovit default)."""
-    meta = gold_dir / "dataset.yaml"
-    if meta.is_file():
-        import yaml
-
-        try:
-            units = (yaml.safe_load(meta.read_text()) or {}).get("swc_units", "voxel")
-        except yaml.YAMLError:
-            units = "voxel"
-        return "um" if str(units).lower() in ("um", "µm", "micrometre", "micrometer") else "voxel"
-    return "voxel"
+    units = _dataset_meta(gold_dir).get("swc_units", "voxel")
+    return "um" if str(units).lower() in ("um", "µm", "micrometre", "micrometer") else "voxel"
 
 
 def _split_names(gold_dir: Path, split: str) -> set[str]:
