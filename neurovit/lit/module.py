@@ -169,11 +169,17 @@ class SegmentationModule(L.LightningModule):
                                                      workdir=workdir, net=net, **overrides)
         return torch.from_numpy(prob) if isinstance(volume, torch.Tensor) else prob
 
-    def _segment(self, volume, voxel_size, *, net=None, **kwargs):
+    def inference_settings(self, **overrides) -> dict:
+        """The module's sliding-window settings (overlap, sw_batch_size, z_chunk, z_stride), with every
+        override that is not None in their place (and any other keyword passed through)."""
         h = self.hparams
         settings = {"overlap": h.sw_overlap, "sw_batch_size": h.sw_batch_size, "z_chunk": h.z_chunk,
                     "z_stride": h.get("z_stride")}
-        settings.update({k: v for k, v in kwargs.items() if v is not None or k == "out"})
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return settings
+
+    def _segment(self, volume, voxel_size, *, net=None, **kwargs):
+        settings = self.inference_settings(**kwargs)
         if isinstance(volume, torch.Tensor):
             volume = volume.detach().cpu().numpy()
         if voxel_size is not None and not all(math.isfinite(float(v)) for v in voxel_size):

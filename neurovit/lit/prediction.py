@@ -163,12 +163,9 @@ def predict_chunked(module, files: list[Path], out_dir: Path, *, threshold: floa
     from neurovit.data.volumes import open_volume, spacing_differs
     from neurovit.predict import output_paths
 
-    h = module.hparams
-    settings = {"overlap": h.sw_overlap if overlap is None else overlap,
-                "sw_batch_size": h.sw_batch_size if sw_batch_size is None else sw_batch_size,
-                "z_chunk": h.z_chunk if z_chunk is None else z_chunk,
-                "z_stride": h.get("z_stride") if z_stride is None else z_stride,
-                "autocast": torch.bfloat16 if bf16 else None}
+    settings = {"autocast": None, **module.inference_settings(overlap=overlap, sw_batch_size=sw_batch_size,
+                                                              z_chunk=z_chunk, z_stride=z_stride,
+                                                              autocast=torch.bfloat16 if bf16 else None)}
     depth, roi = module.block_depth, module.roi_size
     halo = (depth if getattr(module.net, "out_slices", "center") == "all" else depth // 2, roi // 2, roi // 2)
     model_vs = module.preprocessing.voxel_size
