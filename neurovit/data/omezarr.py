@@ -464,6 +464,12 @@ def create_omezarr(
     return OmeZarrOutput(path, shape, dtype, voxel_size, chunks=chunks, resumable=resumable)
 
 
+def partial_path(path: PathLike) -> Path:
+    """Where a resumable output of `path` is filled before it is renamed into place: `.NAME.partial`."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
 class OmeZarrOutput:
     """An OME-Zarr image being written; see `create_omezarr`.
 
@@ -490,8 +496,8 @@ class OmeZarrOutput:
         self.chunks = _check_chunks(self.path, chunks, self.shape)
         _check_destination(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "partial" if resumable else f"{secrets.token_hex(4)}.tmp"
-        self.tmp_path = self.path.with_name(f".{self.path.name}.{suffix}")
+        self.tmp_path = (partial_path(self.path) if resumable
+                         else self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp"))
         self.state = "open"
         self.resumed = resumable and self.tmp_path.exists()
         if self.resumed:

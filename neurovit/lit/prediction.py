@@ -137,15 +137,15 @@ def _open_stores(output: dict, create: bool) -> dict:
     return stores
 
 
-def done_keys(stores: dict) -> set[str]:
-    """Tasks finished in every store of a stack."""
-    sets = [{p.name for p in (s.tmp_path / DONE).iterdir()} for s in stores.values()]
+def done_keys(partials) -> set[str]:
+    """Tasks marked finished in every one of a stack's partial store folders (none when one is missing)."""
+    sets = [{p.name for p in (Path(f) / DONE).iterdir()} if (Path(f) / DONE).is_dir() else set() for f in partials]
     return set.intersection(*sets) if sets else set()
 
 
 def finish(output: dict, stores: dict, tasks: list) -> bool:
     """Build pyramids and rename into place when every task of the stack is done; True when committed."""
-    if len(done_keys(stores)) < len(tasks):
+    if len(done_keys(s.tmp_path for s in stores.values())) < len(tasks):
         return False
     for kind, s in stores.items():
         shutil.rmtree(s.tmp_path / DONE, ignore_errors=True)
@@ -218,11 +218,9 @@ def predict_chunked(module, files: list[Path], out_dir: Path, *, threshold: floa
 
 def _already_done(output: dict) -> set[str]:
     """Task keys already marked done in an interrupted run's stores (empty when there is none)."""
-    sets = []
-    for kind in ("prob", "mask"):
-        folder = Path(output[kind]).with_name(f".{Path(output[kind]).name}.partial") / DONE
-        sets.append({p.name for p in folder.iterdir()} if folder.is_dir() else set())
-    return set.intersection(*sets)
+    from neurovit.data.omezarr import partial_path
+
+    return done_keys(partial_path(output[k]) for k in ("prob", "mask"))
 
 
 def _several(devices, num_nodes: int) -> bool:
