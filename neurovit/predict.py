@@ -147,7 +147,7 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
     name = volume.name
     out_dir = prepare_out_dir(out_dir)
     paths = output_paths(name, out_dir, out_format)
-    check_free_space(volume, out_dir, module, save, out_format)
+    check_free_space(volume, out_dir, module, save)
     t0 = time.perf_counter()
     model_vs = module.preprocessing.voxel_size if module.preprocessing is not None else None
     out_vs = volume.voxel_size or model_vs or (1.0, 1.0, 1.0)
@@ -205,7 +205,7 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def check_free_space(volume, out_dir: Path, module, save: str, out_format: str) -> int:
+def check_free_space(volume, out_dir: Path, module, save: str) -> int:
     """Refuse early when the outputs of `volume` cannot fit on `out_dir`'s disk; returns the bytes needed.
 
     Needed: the float32 probabilities (always written, renamed or removed at the end), the uint8 mask,
