@@ -10,6 +10,8 @@
     neurovit prepare SRC --out DATASET          your images + SWC → a checked dataset folder (dataset.yaml)
     neurovit fit|validate|test --config base [--config X.yaml] [--key value ...]
                                                 train / evaluate with LightningCLI (see `neurovit fit --help`)
+    neurovit pretrain --config pretrain --data.data_dir PHOTOS|STACKS
+                                                DINO self-supervised 2D ViT → RUN/backbone.pth for --init.source
     neurovit config [NAME]                      list / print the packaged configs (base, demo, center, ...)
     neurovit view STACK [--pred P --mask M --swc S]   napari: image, prediction and tree in µm (pip install neurovit[view])
     neurovit predict --ckpt C --input STACK|DIR --out DIR
@@ -336,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd, what in zip(LIGHTNING_COMMANDS, ("train a model", "validate a checkpoint on the val volumes",
                                                    "test a checkpoint on the test volumes")):
         sub.add_parser(cmd, help=f"{what} (LightningCLI; `neurovit {cmd} --help` lists every option)", add_help=False)
+    sub.add_parser("pretrain", help="DINO self-supervised pretraining of a 2D ViT on photos or unlabelled stacks "
+                   "(LightningCLI; `neurovit pretrain --help` lists every option)", add_help=False)
     _add_predict(sub)
     return parser
 
@@ -346,8 +350,14 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; input errors print one clear line (exit 2) instead of a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        from neurovit.lit.cli import run
+    if argv and argv[0] in (*LIGHTNING_COMMANDS, "pretrain"):
+        if argv[0] == "pretrain":
+            from neurovit.pretrain.cli import run as run_pretrain
+
+            def run(args):
+                return run_pretrain(args[1:])
+        else:
+            from neurovit.lit.cli import run
 
         try:
             return run(argv)

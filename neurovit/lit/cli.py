@@ -95,23 +95,32 @@ class NeurovitCLI(LightningCLI):
         checkpoints made in this process and silently starts from step 0); the checkpoint must be a neurovit
         checkpoint whose network matches the config's; a new fit into a folder that already holds a run is
         refused, so `last.ckpt` always belongs to the newest run."""
-        from neurovit.errors import NeurovitError
         from neurovit.predict import check_checkpoint
 
         cfg = self.config[subcommand]
-        root = Path(cfg.trainer.default_root_dir or ".")
-        folder = root / "checkpoints"
-        if cfg.get("ckpt_path") == "last":
-            last = folder / "last.ckpt"
-            if not last.is_file():
-                raise NeurovitError(f"--ckpt_path last: there is no {last} to resume (no earlier run in {root}); "
-                                    "leave out --ckpt_path to start a new run")
-            cfg.ckpt_path = str(last)
-        if cfg.get("ckpt_path"):
+        cfg.ckpt_path = resolve_ckpt_path(cfg.trainer.default_root_dir, cfg.get("ckpt_path"),
+                                          fitting=subcommand == "fit")
+        if cfg.ckpt_path:
             _check_same_network(check_checkpoint(cfg.ckpt_path), cfg.model.net)
-        elif subcommand == "fit" and folder.is_dir() and any(folder.glob("*.ckpt")):
-            raise NeurovitError(f"{root} already holds a run ({folder}); resume it with --ckpt_path last, or train "
-                                "into a new --trainer.default_root_dir (or delete the old run)")
+
+
+def resolve_ckpt_path(default_root_dir: str | None, ckpt_path: str | None, *, fitting: bool) -> str | None:
+    """`--ckpt_path last` → RUN/checkpoints/last.ckpt (an error if there is none); a new fit (no ckpt_path)
+    into a run folder that already holds checkpoints is refused. Shared by `fit` and `pretrain`."""
+    from neurovit.errors import NeurovitError
+
+    root = Path(default_root_dir or ".")
+    folder = root / "checkpoints"
+    if ckpt_path == "last":
+        last = folder / "last.ckpt"
+        if not last.is_file():
+            raise NeurovitError(f"--ckpt_path last: there is no {last} to resume (no earlier run in {root}); "
+                                "leave out --ckpt_path to start a new run")
+        return str(last)
+    if not ckpt_path and fitting and folder.is_dir() and any(folder.glob("*.ckpt")):
+        raise NeurovitError(f"{root} already holds a run ({folder}); resume it with --ckpt_path last, or train "
+                            "into a new --trainer.default_root_dir (or delete the old run)")
+    return ckpt_path
 
 
 def _plain(x):

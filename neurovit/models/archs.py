@@ -45,9 +45,14 @@ def resolve_arch(arch: str) -> tuple[str, ArchSpec]:
 
 
 def build_vit2d(
-    arch: str, img_size: int = 224, patch_size: int | None = None, in_chans: int = 3
+    arch: str, img_size: int = 224, patch_size: int | None = None, in_chans: int = 3, *,
+    dynamic_img_size: bool = False, drop_path_rate: float = 0.0,
 ) -> VisionTransformer:
-    """A plain timm 2D VisionTransformer (no classifier head) of the given size, randomly initialised."""
+    """A plain timm 2D VisionTransformer (no classifier head) of the given size, randomly initialised.
+
+    ``dynamic_img_size`` lets it take inputs of other sizes (DINO's small local crops) by resampling the
+    position embedding on the fly; the state dict is the same either way.
+    """
     _, spec = resolve_arch(arch)
     return VisionTransformer(
         img_size=img_size,
@@ -57,4 +62,6 @@ def build_vit2d(
         embed_dim=spec.embed_dim,
         depth=spec.depth,
         num_heads=spec.num_heads,
+        dynamic_img_size=dynamic_img_size,
+        drop_path_rate=drop_path_rate,
     )

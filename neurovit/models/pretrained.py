@@ -1,8 +1,9 @@
 """Pretrained 2D ViT weights as a timm-named state dict, from a local file or a timm ``name.tag``.
 
 Local files: a timm/safetensors state dict, an official DINO ``*_pretrain.pth`` backbone (same key names as
-timm), or a full DINO training checkpoint (``teacher``/``student`` dicts whose keys carry ``backbone.`` /
-``module.backbone.`` prefixes; the teacher by default). A timm name is looked up in the local Hugging Face and
+timm), a full DINO training checkpoint (``teacher``/``student`` dicts whose keys carry ``backbone.`` /
+``module.backbone.`` prefixes; the teacher by default), or `neurovit pretrain`'s RUN/backbone.pth (timm
+names) or its Lightning checkpoint (``teacher_backbone.``/``student_backbone.`` prefixes). A timm name is looked up in the local Hugging Face and
 torch-hub caches first and downloaded through timm only when the hub is reachable; otherwise a WeightsError
 says how to get the file. Nothing here can hang on a download while offline.
 """
@@ -131,7 +132,8 @@ def normalize_state_dict(
         raise WeightsError(
             f"{origin} does not look like a ViT checkpoint: no 'pos_embed' key (keys: {first} …)"
         )
-    prefix = min(prefixes, key=len)
+    # a `neurovit pretrain` Lightning checkpoint has teacher_backbone.* and student_backbone.*: take `which`
+    prefix = min(prefixes, key=lambda p: (which not in p, len(p)))
     return {k[len(prefix) :]: v for k, v in obj.items() if k.startswith(prefix) and torch.is_tensor(v)}
 
 
