@@ -55,12 +55,13 @@ class TransferInit(L.Callback):
             rank_zero_info(f"TransferInit: resuming from {trainer.ckpt_path}; no 2D weights transferred")
             return
         from neurovit.models.pretrained import load_2d_state_dict
-        from neurovit.models.transfer import transfer_2d_to_3d
+        from neurovit.models.transfer import _encoder_of, transfer_2d_to_3d
 
         net = getattr(pl_module, "net", pl_module)
         if self.strategy == "scratch":
             self.report = transfer_2d_to_3d(net, None, "scratch")
         else:
+            _encoder_of(net)  # a network without a ViT encoder fails here, before any weights are loaded
             if not self.source:
                 from neurovit.models.archs import ModelConfigError
 

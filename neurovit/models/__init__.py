@@ -21,6 +21,7 @@ from neurovit.models.transfer import (
     inflate_patch_kernel,
     transfer_2d_to_3d,
 )
+from neurovit.models.unet3d import UNet3d
 from neurovit.models.vit3d import BlockEmbed, ViT3dEncoder
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "SliceViT",
     "Strategy",
     "TransferReport",
+    "UNet3d",
     "UnetrDecoder2d",
     "ViT3dEncoder",
     "build_decoder",

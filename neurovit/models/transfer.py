@@ -99,7 +99,8 @@ def _encoder_of(model: nn.Module) -> ViT3dEncoder:
     enc = model if isinstance(model, ViT3dEncoder) else getattr(model, "encoder", None)
     if not isinstance(enc, ViT3dEncoder):
         raise ModelConfigError(
-            f"expected a ViT3dEncoder or a model with an .encoder, got {type(model).__name__}"
+            f"expected a ViT3dEncoder or a model with an .encoder, got {type(model).__name__}: 2D ViT weights "
+            "(init strategy center/average) go into a ViT encoder only; use init strategy 'scratch'"
         )
     return enc
 
@@ -167,9 +168,9 @@ def transfer_2d_to_3d(
     """Initialise a ViT3dEncoder (or a model's ``.encoder``) from timm-named 2D ViT weights, in place."""
     if strategy not in STRATEGIES:
         raise ModelConfigError(f"unknown init strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    encoder = _encoder_of(model3d)
-    if strategy == "scratch":
+    if strategy == "scratch":  # nothing to copy: any network (e.g. the UNet3d baseline) keeps its init
         return TransferReport(strategy=strategy, source=source)
+    encoder = _encoder_of(model3d)
     if state_dict_2d is None:
         raise ModelConfigError(f"init {strategy!r} needs a 2D state dict; got None")
     new_sd, report = map_2d_to_3d(encoder, state_dict_2d, strategy, source)
