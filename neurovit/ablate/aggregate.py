@@ -106,7 +106,7 @@ def collect_results(cfg: AblationConfig) -> list[dict]:
         done = read_done(cell.folder(cfg))
         if done is None:
             continue
-        row = {"cell": cell.id, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
+        row = {"cell": cell.id, "strategy": cell.row, "fraction": cell.fraction, "seed": cell.seed,
                "n_train_volumes": done.get("n_train_volumes"),
                "n_test_volumes": done.get("metrics", {}).get("n_test_volumes")}
         row.update({m: done.get("metrics", {}).get(m, math.nan) for m in METRICS})

@@ -7,17 +7,21 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = """\
-Run an ablation grid: init strategies (scratch, average, center, vit2d) × seeds × training fractions,
-each cell a normal `neurovit fit` + `neurovit test` in OUT/cells/<strategy>-f<fraction>-s<seed>/, then
+Run an ablation grid: rows (init strategies such as scratch, average, center, vit2d, unet3d; each transfer row
+once per named 2D source) × seeds × training fractions, each cell a normal `neurovit fit` + `neurovit test` in
+OUT/cells/<row>-f<fraction>-s<seed>/ (row: strategy or strategy+source), then
 `evaluate` on its test predictions. Finished cells (done.json) are skipped on re-run; unfinished ones are
 re-run from scratch. Writes OUT/results.csv (one row per run), OUT/summary.csv, OUT/summary.md (mean ± std,
-95 % t-intervals, paired differences against scratch) and OUT/figures/*.png."""
+95 % t-intervals, paired differences against scratch) and OUT/figures/*.png.
+2D sources are made once and cached in OUT/sources/ (cost in OUT/sources.csv); source kinds: {kinds}."""
 
 
 def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `ablate` subcommand to an argparse subparsers object (its func is `run_ablate`)."""
+    from neurovit.ablate.sources import SOURCE_KINDS
+
     p = subparsers.add_parser("ablate", help="run an ablation grid (strategies × seeds × data fractions) and "
-                              "aggregate it", description=DESCRIPTION,
+                              "aggregate it", description=DESCRIPTION.format(kinds=", ".join(SOURCE_KINDS)),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, type=Path, help="grid definition, e.g. experiments/ablation.yaml")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: out_dir of the config)")
@@ -26,6 +30,7 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                    help="'auto' (one cell per visible GPU at once, else CPU), 'cpu', or GPU ids such as 0,1")
     p.add_argument("--jobs", type=int, default=None, help="cells at once on CPU (default: jobs of the config, 1)")
     p.add_argument("--strategies", nargs="+", default=None, help="run only these rows of the config")
+    p.add_argument("--sources", nargs="+", default=None, help="run the transfer rows with only these 2D sources")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="replace the seeds of the config")
     p.add_argument("--fractions", nargs="+", type=float, default=None, help="replace the training fractions")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables and figures")
@@ -42,6 +47,11 @@ def _apply_overrides(cfg, args) -> None:
         if unknown:
             raise AblationConfigError(f"--strategies: {unknown} not in the config ({', '.join(cfg.strategies)})")
         cfg.strategies = {s: cfg.strategies[s] for s in args.strategies}
+    if args.sources:
+        unknown = [s for s in args.sources if s not in cfg.sources]
+        if unknown:
+            raise AblationConfigError(f"--sources: {unknown} not in the config ({', '.join(cfg.sources) or 'none'})")
+        cfg.sources = {s: cfg.sources[s] for s in args.sources}
     if args.seeds:
         cfg.seeds = list(dict.fromkeys(args.seeds))
     if args.fractions:

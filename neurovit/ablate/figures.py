@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurovit.ablate.grid import AblationConfig, Cell
+from neurovit.ablate.grid import AblationConfig, Cell, split_row
+from neurovit.ablate.grid import rows as grid_rows
 from neurovit.metrics import get_spec
 
 
@@ -29,35 +30,14 @@ def plot_metrics_vs_fraction(summary: Sequence[dict], metrics: Sequence[str], pa
     ESA/DSA) and the better direction come from the registry `neurovit.metrics.METRICS`."""
     plt = _pyplot()
     path = Path(path)
-    strategies = list(dict.fromkeys(r["strategy"] for r in summary))
-    fractions = sorted({r["fraction"] for r in summary})
-    log_x = len(fractions) > 1 and max(fractions) / min(fractions) >= 4
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     for ax, m in zip(axes.flat, metrics):
         spec = get_spec(m)
-        for k, s in enumerate(strategies):
-            rows = sorted((r for r in summary if r["strategy"] == s and r["metric"] == m), key=lambda r: r["fraction"])
-            if not rows:
-                continue
-            dodge = (k - (len(strategies) - 1) / 2) * 0.02  # small horizontal offsets keep bars apart
-            x = np.array([r["fraction"] for r in rows]) * (10 ** dodge if log_x else 1) + (0 if log_x else dodge)
-            y = np.array([r["mean"] for r in rows], dtype=float)
-            if error_bars == "ci":
-                err = np.array([[r["mean"] - r["ci_lo"] for r in rows], [r["ci_hi"] - r["mean"] for r in rows]], float)
-            else:
-                err = np.array([r["std"] for r in rows], dtype=float)
-            ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, lw=1.4, label=s)
-        if log_x:
-            ax.set_xscale("log")
-        ax.set_xticks(fractions)
-        ax.set_xticklabels([f"{100 * f:g}%" for f in fractions])
-        ax.minorticks_off()
-        ax.set_xlabel("training volumes used")
+        _draw(ax, summary, m, error_bars, list(dict.fromkeys(r["strategy"] for r in summary)))
         ax.set_ylabel(spec.axis_label(distance_unit), fontsize=9)
         ax.set_title(f"{spec.display} ({'higher' if spec.higher_is_better else 'lower'} is better)", fontsize=10)
-        ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
@@ -65,6 +45,62 @@ def plot_metrics_vs_fraction(summary: Sequence[dict], metrics: Sequence[str], pa
     bars = "± std" if error_bars == "std" else "95 % t-interval"
     fig.suptitle(f"{title + ': ' if title else ''}mean over {n} seed(s), error bars {bars}", fontsize=11)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _draw(ax, summary: Sequence[dict], metric: str, error_bars: str, labels: Sequence[str],
+          dashed: Sequence[str] = ()) -> None:
+    """Mean ± error bars vs training fraction on `ax`, one line per row label (those in `dashed` dashed)."""
+    fractions = sorted({r["fraction"] for r in summary})
+    log_x = len(fractions) > 1 and max(fractions) / min(fractions) >= 4
+    for k, s in enumerate(labels):
+        rows = sorted((r for r in summary if r["strategy"] == s and r["metric"] == metric), key=lambda r: r["fraction"])
+        if not rows:
+            continue
+        dodge = (k - (len(labels) - 1) / 2) * 0.02  # small horizontal offsets keep bars apart
+        x = np.array([r["fraction"] for r in rows]) * (10 ** dodge if log_x else 1) + (0 if log_x else dodge)
+        y = np.array([r["mean"] for r in rows], dtype=float)
+        if error_bars == "ci":
+            err = np.array([[r["mean"] - r["ci_lo"] for r in rows], [r["ci_hi"] - r["mean"] for r in rows]], float)
+        else:
+            err = np.array([r["std"] for r in rows], dtype=float)
+        ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, lw=1.4, label=s,
+                    ls="--" if s in dashed else "-")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(fractions)
+    ax.set_xticklabels([f"{100 * f:g}%" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("training volumes used")
+    ax.grid(alpha=0.3)
+
+
+def plot_by_source(summary: Sequence[dict], path: str | Path, metric: str = "dice", error_bars: str = "ci",
+                   title: str = "") -> Path | None:
+    """One panel per 2D source: its transfer rows (solid) next to the rows without a source (scratch, the 3D
+    U-Net; dashed), `metric` vs training fraction. None when there are fewer than two named sources."""
+    labels = list(dict.fromkeys(r["strategy"] for r in summary))
+    sources = list(dict.fromkeys(src for src in (split_row(s)[1] for s in labels) if src))
+    if len(sources) < 2:
+        return None
+    plain = [s for s in labels if split_row(s)[1] is None]
+    plt = _pyplot()
+    spec = get_spec(metric)
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.0 * len(sources), 3.6), squeeze=False, sharey=True)
+    for ax, src in zip(axes.flat, sources):
+        _draw(ax, summary, metric, error_bars, [s for s in labels if split_row(s)[1] == src] + plain, dashed=plain)
+        ax.set_title(f"2D source: {src}", fontsize=10)
+        ax.legend(fontsize=7)
+    axes.flat[0].set_ylabel(spec.axis_label(), fontsize=9)
+    bars = "± std" if error_bars == "std" else "95 % t-interval"
+    n = max((r["n"] for r in summary), default=0)
+    fig.suptitle(f"{title + ': ' if title else ''}test {spec.display} vs labelled training volumes, mean over {n} "
+                 f"seed(s), error bars {bars}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -143,9 +179,10 @@ def ablation_mip_panel(cfg: AblationConfig, rows: Sequence[dict], path: str | Pa
     grid, labels = [], []
     for f in fractions:
         line = []
-        for s in cfg.strategies:
-            pred_file = Cell(s, f, seed).folder(cfg) / "test_predictions" / f"{rec.name}.tif"
-            line.append((s, open_volume(pred_file).read() > thr if pred_file.is_file() else None))
+        for s, src in grid_rows(cfg):
+            cell = Cell(s, f, seed, src or None)
+            pred_file = cell.folder(cfg) / "test_predictions" / f"{rec.name}.tif"
+            line.append((cell.row, open_volume(pred_file).read() > thr if pred_file.is_file() else None))
         grid.append(line)
         labels.append(f"{100 * f:g}% of training")
     return mip_panel(image, truth, grid, labels, path, title=f"{cfg.name}: test volume {rec.name}, seed {seed}")
@@ -162,6 +199,10 @@ def write_figures(cfg: AblationConfig, rows: Sequence[dict], summary: Sequence[d
     if "dice" in cfg.metrics:
         out["dice_figure"] = plot_metrics_vs_fraction(summary, ["dice"], fig_dir / "dice_vs_fraction.png",
                                                       cfg.error_bars, cfg.name, unit)
+    if "dice" in cfg.metrics:
+        by_source = plot_by_source(summary, fig_dir / "dice_by_source.png", "dice", cfg.error_bars, cfg.name)
+        if by_source is not None:
+            out["dice_by_source"] = by_source
     panel = ablation_mip_panel(cfg, rows, fig_dir / "mip_panel.png")
     if panel is not None:
         out["mip_panel"] = panel

@@ -1,4 +1,10 @@
-"""The ablation grid: its YAML definition, the cells (strategy × seed × training fraction) and their commands.
+"""The ablation grid: its YAML definition, the cells (strategy × 2D source × seed × training fraction) and
+their commands.
+
+Rows: every strategy (a row name with its config files) whose effective `init.strategy` transfers 2D weights
+(center, average, the 2D baseline) is crossed with every named 2D source (`neurovit.ablate.sources`); rows
+that do not (scratch, the 3D U-Net) run once, without a source. A row's label is `strategy+source`
+(`center+natural`) or the strategy alone.
 
 A cell is one normal `neurovit fit` + `neurovit test` run in its own folder ``OUT/cells/<cell id>``.
 Seeds set both `seed_everything` and the block-sampling seed `data.seed`; training fractions use one fixed
@@ -24,7 +30,7 @@ METRICS = metric_names(headline=True)  # the registry's compact set: dice, cldic
 WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pkl", ".tar"}  # else a timm name.tag
 KNOWN_KEYS = {"name", "out_dir", "data_dir", "synth", "base_configs", "strategies", "seeds", "fractions",
               "subset_seed", "source_2d", "fit_args", "test_args", "test_checkpoint", "evaluate", "wandb",
-              "reference", "metrics", "env", "jobs", "mip_volume", "error_bars"}
+              "reference", "metrics", "env", "jobs", "mip_volume", "error_bars", "sources"}
 
 
 class AblationConfigError(NeurovitError, ValueError):
@@ -43,8 +49,9 @@ class AblationConfig:
         base_configs: LightningCLI config files of every cell (e.g. base.yaml, demo.yaml).
         strategies: row name → its extra config files (e.g. center → [experiments/center.yaml]).
         seeds, fractions: the grid; subset_seed: the fixed seed of the nested training subsets.
-        source_2d: `init.source` of every row: a timm name / file, or a dict for `make_source_2d`
-            ({arch, seed, pretrain_steps}) to create a small 2D checkpoint in out_dir once.
+        sources: name → 2D source settings ({kind: file|mim|dino, ...}; `neurovit.ablate.sources`); every
+            transfer row is run with each. `source_2d` (one source: a timm name / file, or a dict for
+            `make_source_2d`) is the older form of a single unnamed source.
         fit_args, test_args: extra command-line overrides of every fit / test.
         test_checkpoint: "best" (by val/dice; last.ckpt when there is none) or "last".
         evaluate: `evaluate_folders` keywords (threshold, dist_threshold, metric_units).
@@ -68,6 +75,8 @@ class AblationConfig:
     subset_seed: int = 0
     synth: dict | None = None
     source_2d: str | dict | None = None
+    sources: dict[str, dict] = field(default_factory=dict)
+    transfer_rows: set[str] = field(default_factory=set)
     fit_args: list[str] = field(default_factory=list)
     test_args: list[str] = field(default_factory=list)
     test_checkpoint: str = "best"
@@ -88,19 +97,31 @@ class AblationConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: init strategy (row), training fraction and seed."""
+    """One run of the grid: init strategy, its 2D source (None for rows without one), training fraction, seed."""
 
     strategy: str
     fraction: float
     seed: int
+    source: str | None = None
+
+    @property
+    def row(self) -> str:
+        """The table row: ``center+natural``, or ``scratch`` (and any row of an unnamed single source)."""
+        return f"{self.strategy}+{self.source}" if self.source else self.strategy
 
     @property
     def id(self) -> str:
-        """Folder name, e.g. ``center-f0.25-s1``."""
-        return f"{self.strategy}-f{self.fraction:g}-s{self.seed}"
+        """Folder name, e.g. ``center+natural-f0.25-s1``."""
+        return f"{self.row}-f{self.fraction:g}-s{self.seed}"
 
     def folder(self, cfg: AblationConfig) -> Path:
         return cfg.cells_dir / self.id
+
+
+def split_row(row: str) -> tuple[str, str | None]:
+    """``center+natural`` → ("center", "natural"); ``scratch`` → ("scratch", None)."""
+    strategy, _, source = row.partition("+")
+    return strategy, source or None
 
 
 # --------------------------------------------------------------------------- loading
@@ -149,6 +170,11 @@ def config_from_dict(raw: dict, base: Path | str = ".", where: str = "ablation c
     fractions = _list(raw["fractions"], "fractions", where, float)
     if not all(0.0 < f <= 1.0 for f in fractions):
         raise AblationConfigError(f"{where}: fractions must lie in (0, 1], got {fractions}")
+    from neurovit.ablate.sources import parse_sources
+
+    sources = parse_sources(raw.get("sources"), where)
+    if sources and raw.get("source_2d") is not None:
+        raise AblationConfigError(f"{where}: give either sources or source_2d, not both")
     cfg = AblationConfig(
         name=name,
         out_dir=_path(raw.get("out_dir", f"runs/ablation/{name}"), base, "out_dir", where),
@@ -161,6 +187,7 @@ def config_from_dict(raw: dict, base: Path | str = ".", where: str = "ablation c
         subset_seed=int(raw.get("subset_seed", 0)),
         synth=raw.get("synth"),
         source_2d=raw.get("source_2d"),
+        sources=sources,
         fit_args=[str(a) for a in raw.get("fit_args") or []],
         test_args=[str(a) for a in raw.get("test_args") or []],
         test_checkpoint=str(raw.get("test_checkpoint", "best")),
@@ -174,7 +201,26 @@ def config_from_dict(raw: dict, base: Path | str = ".", where: str = "ablation c
         error_bars=str(raw.get("error_bars", "std")),
     )
     _check(cfg, base, where)
+    if cfg.source_2d is not None:  # the older single-source form: one unnamed source
+        cfg.sources = {"": {"kind": "mim", **cfg.source_2d} if isinstance(cfg.source_2d, dict)
+                       else {"kind": "file", "path": cfg.source_2d}}
+    cfg.transfer_rows = {s for s in cfg.strategies if row_init_strategy(cfg, s) != "scratch"}
     return cfg
+
+
+def row_init_strategy(cfg: AblationConfig, row: str) -> str:
+    """The `init.strategy` a row's merged config files end with (later files win; LightningCLI's default is
+    scratch)."""
+    strategy = "scratch"
+    for path in [*cfg.base_configs, *cfg.strategies[row]]:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        init = data.get("init") if isinstance(data, dict) else None
+        if isinstance(init, dict) and init.get("strategy"):
+            strategy = str(init["strategy"])
+    return strategy
 
 
 def _check(cfg: AblationConfig, base: Path, where: str) -> None:
@@ -188,7 +234,9 @@ def _check(cfg: AblationConfig, base: Path, where: str) -> None:
     if cfg.jobs < 1:
         raise AblationConfigError(f"{where}: jobs must be at least 1")
     if isinstance(cfg.source_2d, dict):
-        unknown = set(cfg.source_2d) - {"arch", "seed", "pretrain_steps", "img_size", "batch_size", "file"}
+        from neurovit.ablate.sources import MimSource
+
+        unknown = set(cfg.source_2d) - MimSource.keys
         if unknown:
             raise AblationConfigError(f"{where}: source_2d: unknown key(s) {sorted(unknown)}")
     elif isinstance(cfg.source_2d, str) and ("/" in cfg.source_2d or Path(cfg.source_2d).suffix in WEIGHT_SUFFIXES):
@@ -214,19 +262,29 @@ def load_config(path: str | Path, out_dir: str | Path | None = None) -> Ablation
 
 
 # --------------------------------------------------------------------------- grid and commands
+def rows(cfg: AblationConfig) -> list[tuple[str, str | None]]:
+    """(strategy, source) of every table row: transfer rows × sources, the others once."""
+    out = []
+    for s in cfg.strategies:
+        if s in cfg.transfer_rows and cfg.sources:
+            out += [(s, name) for name in cfg.sources]
+        else:
+            out.append((s, None))
+    return out
+
+
 def expand_grid(cfg: AblationConfig) -> list[Cell]:
-    """All cells, seed-major then fraction then strategy, so every finished block of rows is a full pairing."""
-    return [Cell(s, f, seed) for seed in cfg.seeds for f in cfg.fractions for s in cfg.strategies]
+    """All cells, seed-major then fraction then row, so every finished block of rows is a full pairing."""
+    return [Cell(s, f, seed, src or None) for seed in cfg.seeds for f in cfg.fractions for s, src in rows(cfg)]
 
 
-def source_path(cfg: AblationConfig) -> str | None:
-    """The `init.source` passed to every cell (a generated file lives in out_dir/source2d/)."""
-    src = cfg.source_2d
-    if isinstance(src, dict):
-        arch = src.get("arch", "neurovit_tiny_patch16")
-        name = src.get("file") or f"{arch}-seed{src.get('seed', 0)}-mim{src.get('pretrain_steps', 0)}.pth"
-        return str(cfg.out_dir / "source2d" / name)
-    return None if src is None else str(src)
+def source_path(cfg: AblationConfig, cell: Cell) -> str | None:
+    """The `init.source` of a cell (None for rows that take no 2D weights)."""
+    if cell.strategy not in cfg.transfer_rows or not cfg.sources:
+        return None
+    from neurovit.ablate.sources import make_source
+
+    return make_source(cfg, cell.source or "").path()
 
 
 def wandb_args(cfg: AblationConfig, cell: Cell, job_type: str) -> list[str]:
@@ -236,6 +294,9 @@ def wandb_args(cfg: AblationConfig, cell: Cell, job_type: str) -> list[str]:
     config = {"ablation": cfg.name, "strategy": cell.strategy, "train_fraction": cell.fraction,
               "seed": cell.seed, "subset_seed": cfg.subset_seed, "cell": cell.id}
     tags = [cell.strategy, f"fraction={cell.fraction:g}", f"seed={cell.seed}"]
+    if cell.source:
+        config["source"] = cell.source
+        tags.append(f"source={cell.source}")
     k = "--trainer.logger.init_args."
     out = [k + "group", cfg.name, k + "name", cell.id, k + "job_type", job_type,
            k + "tags", json.dumps(tags), k + "config", json.dumps(config)]
@@ -253,7 +314,7 @@ def build_fit_command(cfg: AblationConfig, cell: Cell) -> list[str]:
     cmd += ["--trainer.default_root_dir", str(cell.folder(cfg)), "--data.data_dir", str(cfg.data_dir),
             "--data.train_fraction", f"{cell.fraction:g}", "--data.subset_seed", str(cfg.subset_seed),
             "--data.seed", str(cell.seed), "--seed_everything", str(cell.seed)]
-    src = source_path(cfg)
+    src = source_path(cfg, cell)
     if src is not None:
         cmd += ["--init.source", src]
     return cmd + wandb_args(cfg, cell, "fit") + list(cfg.fit_args)
@@ -272,7 +333,7 @@ def build_test_command(cfg: AblationConfig, cell: Cell, ckpt: Path) -> list[str]
 def fingerprint(cfg: AblationConfig, cell: Cell) -> str:
     """Hash of everything that decides a cell's result: a finished cell with another hash is re-run."""
     what = {"fit": build_fit_command(cfg, cell)[1:], "test_args": cfg.test_args, "ckpt": cfg.test_checkpoint,
-            "evaluate": cfg.evaluate, "source_2d": cfg.source_2d,
+            "evaluate": cfg.evaluate, "source": cfg.sources.get(cell.source or "") if cell.strategy in cfg.transfer_rows else None,
             "config_files": {str(p): _digest(p) for p in [*cfg.base_configs, *cfg.strategies[cell.strategy]]}}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -30,7 +30,7 @@ from neurovit.ablate.grid import (
     build_test_command,
     expand_grid,
     fingerprint,
-    source_path,
+    rows,
 )
 
 DONE = "done.json"
@@ -233,7 +233,8 @@ def run_cell(cfg: AblationConfig, cell: Cell, env: dict, runner: Runner = run_lo
     total = time.perf_counter() - t0
     test_json = folder / "test_metrics.json"
     lightning = json.loads(test_json.read_text()).get("mean", {}) if test_json.is_file() else {}
-    done = {"cell": cell.id, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
+    done = {"cell": cell.id, "strategy": cell.row, "init": cell.strategy, "source": cell.source,
+            "fraction": cell.fraction, "seed": cell.seed,
             "subset_seed": cfg.subset_seed, "n_train_volumes": n_train, "fingerprint": fingerprint(cfg, cell),
             "checkpoint": str(ckpt), "metrics": metrics, "lightning_test": lightning,
             "seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
@@ -270,24 +271,34 @@ def prepare(cfg: AblationConfig, say: Callable[[str], None] = print) -> None:
         t0 = time.perf_counter()
         synthesize_dataset(cfg.data_dir, synth, overwrite=True, progress=False)
         say(f"dataset: synthesised {synth.n_volumes} volumes into {cfg.data_dir} ({time.perf_counter() - t0:.0f} s)")
-    if isinstance(cfg.source_2d, dict):
-        import torch
+    prepare_sources(cfg, say)
 
-        from neurovit.ablate.source2d import make_source_2d
 
-        if cfg.env.get("OMP_NUM_THREADS", "").isdigit():  # the same thread budget as the cells
-            torch.set_num_threads(int(cfg.env["OMP_NUM_THREADS"]))
+SOURCE_COLUMNS = ("source", "kind", "wall_seconds", "images_seen", "steps", "trained_on", "n_files", "path")
 
-        s = cfg.source_2d
-        make_source_2d(source_path(cfg), s.get("arch", "neurovit_tiny_patch16"), seed=int(s.get("seed", 0)),
-                       img_size=int(s.get("img_size", 112)), pretrain_steps=int(s.get("pretrain_steps", 0)),
-                       batch_size=int(s.get("batch_size", 16)))
+
+def prepare_sources(cfg: AblationConfig, say: Callable[[str], None] = print) -> list[dict]:
+    """Make every 2D source the transfer rows use (once: cached in OUT/sources/) and write their cost table
+    OUT/sources.csv (wall seconds, images seen)."""
+    from neurovit.ablate.sources import make_source
+    from neurovit.atomic import write_csv
+
+    if not any(s in cfg.transfer_rows for s in cfg.strategies) or not cfg.sources:
+        return []
+    costs = []
+    for name in cfg.sources:
+        cost = make_source(cfg, name).prepare(say)
+        costs.append({"source": name or "(single)", **cost})
+        say(f"source {name or '(single)'!r}: {cost.get('kind')} {cost.get('path')} "
+            f"({cost.get('wall_seconds')} s, {cost.get('images_seen')} images seen)")
+    write_csv(cfg.out_dir / "sources.csv", costs, SOURCE_COLUMNS)
+    return costs
 
 
 # --------------------------------------------------------------------------- the grid
 def _label(cell: Cell, i: int, n: int) -> str:
     w = len(str(n))
-    return f"[{i:>{w}}/{n}] {cell.strategy:<8} f={cell.fraction:<5g} seed {cell.seed}"
+    return f"[{i:>{w}}/{n}] {cell.row:<8} f={cell.fraction:<5g} seed {cell.seed}"
 
 
 def _brief(metrics: dict) -> str:
@@ -306,7 +317,7 @@ def run_grid(cfg: AblationConfig, *, devices: str = "auto", jobs: int | None = N
     n = len(cells)
     slots = device_slots(devices, jobs or cfg.jobs)
     where = ", ".join(s.get("CUDA_VISIBLE_DEVICES") or "cpu" for s in slots)
-    say(f"ablation {cfg.name!r}: {len(cfg.strategies)} strategies × {len(cfg.seeds)} seeds × "
+    say(f"ablation {cfg.name!r}: {len(rows(cfg))} rows × {len(cfg.seeds)} seeds × "
         f"{len(cfg.fractions)} fractions = {n} cells in {cfg.cells_dir}; {len(slots)} worker(s) [{where}]")
     if dry_run:
         return _dry_run(cfg, cells, say)

@@ -141,6 +141,7 @@ class SynthConfig:
     margin: float = 4.0
     microscope: MicroscopeParams = field(default_factory=MicroscopeParams)
     growth: GrowthParams = field(default_factory=GrowthParams)
+    split_names: dict[str, str] | None = None  # SWC name → split, in place of its `split:` header (own splits)
 
 
 def _assign_splits(names: list[str], fractions, rng, preset: dict[str, str]) -> dict[str, str]:
@@ -233,6 +234,13 @@ def synthesize_dataset(out: str | Path, cfg: SynthConfig, *, overwrite: bool = F
     try:
         sources = _sources(cfg, lambda i: np.random.default_rng([cfg.seed, i, 0]))
         preset = {name: s for name, _, _, s in sources if s is not None}
+        if cfg.split_names:
+            unknown = sorted(set(cfg.split_names) - {name for name, *_ in sources})
+            bad = sorted({v for v in cfg.split_names.values()} - {"train", "val", "test"})
+            if unknown or bad:
+                raise DatasetError(f"split_names: {'unknown volumes ' + str(unknown) if unknown else ''}"
+                                   f"{'; splits must be train/val/test, got ' + str(bad) if bad else ''}")
+            preset = {**{n: s for n, s in preset.items() if n not in cfg.split_names}, **cfg.split_names}
         splits = _assign_splits([s[0] for s in sources], cfg.split, np.random.default_rng([cfg.seed, 7]), preset)
         volumes, previews = [], []
         v = cfg.microscope.voxel_size

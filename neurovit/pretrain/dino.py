@@ -105,8 +105,11 @@ class DinoPretrainModule(L.LightningModule):
 
     # ------------------------------------------------------------------ schedules
     def total_steps(self) -> int:
-        steps = getattr(self.trainer, "estimated_stepping_batches", None) if self._trainer is not None else None
-        return int(steps) if steps and math.isfinite(steps) else 1
+        """Optimizer steps of the whole run (Lightning's estimate, read once: it may rebuild the dataloader)."""
+        if getattr(self, "_total_steps", None) is None:
+            steps = getattr(self.trainer, "estimated_stepping_batches", None) if self._trainer is not None else None
+            self._total_steps = int(steps) if steps and math.isfinite(steps) else 1
+        return self._total_steps
 
     def momentum_at(self, step: int) -> float:
         from lightly.utils.scheduler import cosine_schedule
