@@ -270,7 +270,8 @@ def prepare(cfg: AblationConfig, say: Callable[[str], None] = print) -> None:
         synth = SynthConfig(**fields, microscope=dataclasses.replace(MicroscopeParams(), **micro))
         t0 = time.perf_counter()
         synthesize_dataset(cfg.data_dir, synth, overwrite=True, progress=False)
-        say(f"dataset: synthesised {synth.n_volumes} volumes into {cfg.data_dir} ({time.perf_counter() - t0:.0f} s)")
+        n = len(list((cfg.data_dir / "images").iterdir()))
+        say(f"dataset: synthesised {n} volumes into {cfg.data_dir} ({time.perf_counter() - t0:.0f} s)")
     prepare_sources(cfg, say)
 
 
