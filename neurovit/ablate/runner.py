@@ -279,19 +279,22 @@ SOURCE_COLUMNS = ("source", "kind", "wall_seconds", "images_seen", "steps", "tra
 
 
 def prepare_sources(cfg: AblationConfig, say: Callable[[str], None] = print) -> list[dict]:
-    """Make every 2D source the transfer rows use (once: cached in OUT/sources/) and write their cost table
-    OUT/sources.csv (wall seconds, images seen)."""
+    """Make every 2D source the transfer rows use (once: cached in OUT/sources/; `jobs` at a time) and write
+    their cost table OUT/sources.csv (wall seconds, images seen)."""
     from neurovit.ablate.sources import make_source
     from neurovit.atomic import write_csv
 
     if not any(s in cfg.transfer_rows for s in cfg.strategies) or not cfg.sources:
         return []
-    costs = []
-    for name in cfg.sources:
+
+    def one(name: str) -> dict:
         cost = make_source(cfg, name).prepare(say)
-        costs.append({"source": name or "(single)", **cost})
         say(f"source {name or '(single)'!r}: {cost.get('kind')} {cost.get('path')} "
             f"({cost.get('wall_seconds')} s, {cost.get('images_seen')} images seen)")
+        return {"source": name or "(single)", **cost}
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:  # `jobs` sources at once, as cells
+        costs = list(pool.map(one, cfg.sources))
     write_csv(cfg.out_dir / "sources.csv", costs, SOURCE_COLUMNS)
     return costs
 
