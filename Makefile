@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.neurovit-installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-fast demo demo-allslices ablate-demo lint bench clean
+.PHONY: install test test-fast demo demo-allslices ablate-demo ablate lint bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,15 @@ demo-allslices: install
 # 4 strategies × 2 seeds × 2 training fractions of the tiny model on synthetic data (CPU)
 ablate-demo: install
 	$(NEUROVIT) ablate --config experiments/ablation_demo.yaml
+
+# the paper's question on real morphologies: 2D sources (DINO on offline pictures, DINO on the training
+# stacks, MIM) × center/average/vit2d, scratch and a 3D U-Net; 3 fractions × 3 seeds (resumable: re-run to go on)
+ablate: install data/natural
+	$(NEUROVIT) ablate --config experiments/ablation_realistic.yaml
+
+# ~90 offline natural pictures for the DINO "natural" source (more with Debian's wallpaper packages installed)
+data/natural:
+	$(PY) -m neurovit.ablate.natural --out data/natural
 
 lint: install
 	$(PY) -m ruff check neurovit tests

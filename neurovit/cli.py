@@ -57,6 +57,9 @@ def _add_synth(sub) -> None:
                    help="procedural neurons per volume (default %(default)s)")
     p.add_argument("--split", nargs=3, type=float, default=d.split, metavar=("TRAIN", "VAL", "TEST"),
                    help="split fractions (default %(default)s); SWC 'split:' headers take precedence")
+    p.add_argument("--split-file", type=Path, default=None,
+                   help="YAML {train: [names], val: [...], test: [...]}: our own split of the SWC files, in place "
+                   "of their 'split:' headers")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     p.add_argument("--no-progress", action="store_true")
@@ -68,14 +71,14 @@ def _run_synth(args) -> int:
 
     import yaml
 
-    from neurovit.data.synth import MicroscopeParams, SynthConfig, synthesize_dataset
+    from neurovit.data.synth import MicroscopeParams, SynthConfig, read_split_file, synthesize_dataset
 
     micro = dataclasses.replace(MicroscopeParams(), voxel_size=tuple(args.voxel_size), snr=tuple(args.snr))
     max_shape = None if all(s == 0 for s in args.max_shape) else tuple(args.max_shape)
     cfg = SynthConfig(n_volumes=args.n_volumes, shape=tuple(args.shape), seed=args.seed,
                       neurons_per_volume=tuple(args.neurons), split=tuple(args.split),
                       swc_dir=None if args.swc_dir is None else str(args.swc_dir), max_shape=max_shape,
-                      microscope=micro)
+                      microscope=micro, split_names=None if args.split_file is None else read_split_file(args.split_file))
     out = synthesize_dataset(args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
     meta = yaml.safe_load((out / "dataset.yaml").read_text())
     vols = meta["volumes"]

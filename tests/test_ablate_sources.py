@@ -210,3 +210,12 @@ def test_synth_split_names_override_the_swc_headers(tmp_path):
     assert split == {"train": ["n0"], "val": ["n1"], "test": ["n2"]}
     with pytest.raises(DatasetError, match="unknown volumes"):
         synthesize_dataset(tmp_path / "ds2", SynthConfig(swc_dir=str(swc), split_names={"n9": "test"}), progress=False)
+    from neurovit.cli import main
+
+    (tmp_path / "split.yaml").write_text("train: [n1]\nval: [n2]\ntest: [n0]\n")
+    assert main(["synth", "--swc-dir", str(swc), "--split-file", str(tmp_path / "split.yaml"), "--out",
+                 str(tmp_path / "ds3"), "--no-progress", "--max-shape", "0", "0", "0"]) == 0
+    split = yaml.safe_load((tmp_path / "ds3" / "dataset.yaml").read_text())["split"]
+    assert split == {"train": ["n1"], "val": ["n2"], "test": ["n0"]}
+    assert main(["synth", "--swc-dir", str(swc), "--split-file", str(tmp_path / "nope.yaml"), "--out",
+                 str(tmp_path / "ds4")]) == 2

@@ -260,10 +260,12 @@ def prepare(cfg: AblationConfig, say: Callable[[str], None] = print) -> None:
     if not (cfg.data_dir / "dataset.yaml").is_file() and cfg.synth is not None:
         import dataclasses
 
-        from neurovit.data.synth import MicroscopeParams, SynthConfig, synthesize_dataset
+        from neurovit.data.synth import MicroscopeParams, SynthConfig, read_split_file, synthesize_dataset
 
         fields = dict(cfg.synth)
         micro = fields.pop("microscope", None) or {}
+        if fields.get("split_file"):  # our own split of the SWC files (relative to the working directory)
+            fields["split_names"] = read_split_file(fields.pop("split_file"))
         for key in ("shape", "neurons_per_volume", "split", "max_shape"):
             if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])

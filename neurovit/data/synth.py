@@ -144,6 +144,22 @@ class SynthConfig:
     split_names: dict[str, str] | None = None  # SWC name → split, in place of its `split:` header (own splits)
 
 
+def read_split_file(path: str | Path) -> dict[str, str]:
+    """A YAML split file as {name: split}: either `{train: [names], val: [...], test: [...]}` or `{name: split}`."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"split file {path}: cannot read it ({type(exc).__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"split file {path}: expected a mapping of train/val/test to names")
+    if set(raw) <= {"train", "val", "test"} and all(isinstance(v, list) for v in raw.values()):
+        return {str(n): split for split, names in raw.items() for n in names}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def _assign_splits(names: list[str], fractions, rng, preset: dict[str, str]) -> dict[str, str]:
     """Split names into train/val/test by `fractions`, honouring `split:` headers where present."""
     free = [n for n in names if n not in preset]
