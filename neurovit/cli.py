@@ -367,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except NeurovitError as exc:
             print(f"neurovit {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
+        except SystemExit as exc:
+            return _terminated(argv[0], exc)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -376,6 +378,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        return _terminated(args.command, exc)
+
+
+SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+
+
+def _terminated(command: str, exc: SystemExit) -> int:
+    """Lightning ends a run that received SIGTERM (a scheduler's pre-emption, `kill`) at the end of the epoch
+    or batch with SIGTERMException, a SystemExit whose code is None, i.e. exit status 0: a cut-short training
+    would look successful. It becomes exit status 143 and a line saying how to go on; other SystemExits pass."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if not isinstance(exc, SIGTERMException):
+        raise exc
+    how = {"fit": "RUN/checkpoints/last.ckpt holds the last finished epoch: resume with --ckpt_path last",
+           "pretrain": "RUN/checkpoints/last.ckpt holds the last finished epoch: resume with --ckpt_path last",
+           "predict": "chunks already written are kept: run the same command again to finish"}
+    print(f"neurovit {command}: terminated by SIGTERM before the end; {how.get(command, 'run it again')}",
+          file=sys.stderr)
+    return SIGTERM_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

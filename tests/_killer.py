@@ -10,9 +10,9 @@ import lightning as L
 
 
 class KillAt(L.Callback):
-    def __init__(self, epoch: int = 1, batch: int = 0):
-        self.epoch, self.batch = epoch, batch
+    def __init__(self, epoch: int = 1, batch: int = 0, signum: int = int(signal.SIGKILL)):
+        self.epoch, self.batch, self.signum = epoch, batch, signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signum)

@@ -105,3 +105,18 @@ def test_fit_killed_mid_epoch_resumes_to_the_same_weights(trained, tmp_path):
     assert a["global_step"] == b["global_step"] == 9
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_fit_terminated_by_sigterm_exits_143_and_resumes(trained, tmp_path):
+    """Lightning ends a SIGTERM'd fit at the end of the epoch with a SystemExit of status 0; `neurovit fit` must
+    report it (143 and a line), or a pre-empted job would look finished."""
+    data, _ = trained
+    killer = ('--trainer.callbacks+={"class_path": "_killer.KillAt", "init_args": {"epoch": 1, "batch": 0, '
+              f'"signum": {int(signal.SIGTERM)}}}}}')
+    r = neurovit(*fit(data, tmp_path / "run", 3), killer, cwd=tmp_path, check=False)
+    assert r.returncode == 143, r.stderr[-2000:]
+    assert "terminated by SIGTERM" in r.stderr and "--ckpt_path last" in r.stderr
+    stopped = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert stopped["global_step"] == 3  # Lightning stops after the batch; last.ckpt is the last finished epoch
+    neurovit(*fit(data, tmp_path / "run", 3, "--ckpt_path", "last"), cwd=tmp_path)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 9

@@ -295,8 +295,12 @@ def prepare_sources(cfg: AblationConfig, say: Callable[[str], None] = print) -> 
             f"({cost.get('wall_seconds')} s, {cost.get('images_seen')} images seen)")
         return {"source": name or "(single)", **cost}
 
-    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:  # `jobs` sources at once, as cells
-        costs = list(pool.map(one, cfg.sources))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:  # `jobs` sources at once, as cells
+            costs = list(pool.map(one, cfg.sources))
+    except BaseException:
+        stop_children()  # an interrupted pretraining is resumed (from its last epoch) next time
+        raise
     write_csv(cfg.out_dir / "sources.csv", costs, SOURCE_COLUMNS)
     return costs
 

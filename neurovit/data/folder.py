@@ -146,7 +146,7 @@ def ensure_label(record: VolumeRecord, dataset: DatasetFolder, cache_dir: str | 
     if out.is_file() and out.stat().st_mtime >= record.swc.stat().st_mtime:
         return out
     shape = open_volume(record.image).shape
-    m = read_swc(record.swc, units=dataset.swc_units)
+    m = read_swc(record.swc, default_units=dataset.swc_units)  # a units: header wins, as in evaluate
     mask = render_mask(m, shape, dataset.voxel_size)
     write_stack(out, mask.astype(np.uint8), voxel_size=dataset.voxel_size)
     return out

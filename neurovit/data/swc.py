@@ -287,7 +287,7 @@ def _units_from_header(header: Sequence[str]) -> str | None:
 
 
 def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end: str = "auto",
-              units: str | None = None) -> Morphology:
+              units: str | None = None, default_units: str = "um") -> Morphology:
     """Parse SWC text lines into a Morphology (see `read_swc`); a leading byte-order mark is ignored."""
     if fork_end not in ("auto", "topology", "keep"):
         raise ValueError(f"fork_end must be 'auto', 'topology' or 'keep', got {fork_end!r}")
@@ -363,7 +363,7 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
     radius = arr[order, 3]
     radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)  # missing radii → 0 (renderers clamp)
     if units is None:
-        units = _units_from_header(header) or "um"
+        units = _units_from_header(header) or default_units
     morph = Morphology(xyz, radius, types, parent, units=units,
                        source=None if path is None else str(path), header=header)
     if fork_end != "keep" and (fork_end == "topology" or _looks_like_fork_end_dialect(morph)):
@@ -371,15 +371,16 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
     return morph
 
 
-def read_swc(path: str | Path, *, fork_end: str = "auto", units: str | None = None) -> Morphology:
+def read_swc(path: str | Path, *, fork_end: str = "auto", units: str | None = None,
+             default_units: str = "um") -> Morphology:
     """Read an SWC / ESWC file robustly.
 
     Accepts comment and Vaa3D `##n,type,...` headers, extra ESWC columns (first 7 used), arbitrary ids
     with gaps, several roots, parents listed after children (nodes are re-ordered parents-first),
     missing radii (0, negative or nan → 0; renderers clamp to half a voxel). `fork_end` handles the
     dialect where types 5/6 mark fork/end points instead of a neurite kind: "auto" detects it, "topology"
-    forces it, "keep" leaves the types. `units` ("um" or "voxel") defaults to what a ``# units:`` header
-    says (as `write_swc` writes it), else "um". A UTF-8 byte-order mark is ignored. Node ids must be
+    forces it, "keep" leaves the types. `units` ("um" or "voxel") forces the units; otherwise a ``# units:``
+    header decides (as `write_swc` writes it), else `default_units` (a dataset's `swc_units`). A UTF-8 byte-order mark is ignored. Node ids must be
     non-negative integers (0 is accepted, as some tools start there); coordinates must be finite.
     Malformed input raises SWCError naming the file and line.
     """
@@ -390,7 +391,7 @@ def read_swc(path: str | Path, *, fork_end: str = "auto", units: str | None = No
         text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise SWCError(f"cannot read file: {exc}", path) from None
-    return parse_swc(text.splitlines(), path=path, fork_end=fork_end, units=units)
+    return parse_swc(text.splitlines(), path=path, fork_end=fork_end, units=units, default_units=default_units)
 
 
 def _topological_order(parent: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ def _epoch_due(trainer: L.Trainer, every_n_epochs: int) -> bool:
     """True on every n-th epoch (1-based) and on the last one; never during the sanity check."""
     if trainer.sanity_checking:
         return False
-    last = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs - 1
+    last = trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch >= trainer.max_epochs - 1
     return last or (trainer.current_epoch + 1) % max(1, every_n_epochs) == 0
 
 
@@ -242,7 +242,7 @@ class ReconstructionCallback(L.Callback):
             return None
         from neurovit.data.swc import read_swc
 
-        return read_swc(rec.swc, units=ds.swc_units)
+        return read_swc(rec.swc, default_units=ds.swc_units)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from typing import Literal
@@ -47,7 +48,10 @@ class WithClDice(nn.Module):
         from monai.losses import SoftclDiceLoss
 
         self.base, self.weight = base, float(weight)
-        self.cldice = SoftclDiceLoss(iter_=iterations, smooth=1.0)
+        # MONAI >= 1.5: `smooth` is the harmonic mean's epsilon and the ratios' smoothing is smooth_nr/smooth_dr
+        # (with smooth=1 a perfect prediction would cost 1/3); older MONAI: `smooth` smooths the ratios
+        ratios = "smooth_nr" in inspect.signature(SoftclDiceLoss).parameters
+        self.cldice = SoftclDiceLoss(iter_=iterations, **({"smooth_nr": 1.0, "smooth_dr": 1.0} if ratios else {"smooth": 1.0}))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.base(logits, target) + self.weight * self.cldice(target, torch.sigmoid(logits))
