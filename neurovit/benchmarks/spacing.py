@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def render(out: Path, voxel_size, shape, seed: int, n_volumes: int):
@@ -31,6 +32,7 @@ def render(out: Path, voxel_size, shape, seed: int, n_volumes: int):
                               progress=False)
 
 
+@torch.no_grad()  # not torch.set_grad_enabled(False): that would leak into the caller (the tests)
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default="demo_out/run/checkpoints/last.ckpt")
@@ -39,15 +41,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="as experiments/synth_demo.args")
     args = ap.parse_args(argv)
 
-    import torch
-
     from neurovit.data.folder import open_dataset
     from neurovit.data.resample import resample
     from neurovit.data.volumes import open_volume
     from neurovit.metrics import dice
     from neurovit.predict import load_model
 
-    torch.set_grad_enabled(False)
     model = load_model(args.ckpt)
     native_vs = model.preprocessing.voxel_size
     if native_vs is None:

@@ -46,6 +46,7 @@ def block_flops(net, depth: int, size: int) -> tuple[float, int]:
     return float(counter.get_total_flops()), int(np.prod(y.shape[-3:] if y.ndim == 5 else y.shape[-2:]))
 
 
+@torch.no_grad()  # not torch.set_grad_enabled(False): that would leak into the caller (the tests)
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="neurovit_tiny_patch16")
@@ -65,7 +66,6 @@ def main(argv=None) -> None:
     from neurovit.models import SliceViT
 
     device = torch.device(args.device)
-    torch.set_grad_enabled(False)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 2048)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
             # work actually done: blocks run × FLOPs per block (windows overlap; all-slices blocks are strided)
             achieved = rate * flops / per_block * _work_factor(vol.shape, net, args.overlap)
             first = first or rate
-            print(f"{dec:<8}{out:<8}{flops / 1e9:>12.2f}{flops / per_block / 1e3:>12.1f}{rate / 1e6:>10.2f}"
+            print(f"{dec:<8}{out:<8}{flops / 1e9:>12.2f}{flops / per_block / 1e3:>12.1f}{rate / 1e6:>10.3g}"
                   f"{rate / first:>8.2f}x{achieved / peak:>7.1%}")
 
 
