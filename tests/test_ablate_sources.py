@@ -219,3 +219,20 @@ def test_synth_split_names_override_the_swc_headers(tmp_path):
     assert split == {"train": ["n1"], "val": ["n2"], "test": ["n0"]}
     assert main(["synth", "--swc-dir", str(swc), "--split-file", str(tmp_path / "nope.yaml"), "--out",
                  str(tmp_path / "ds4")]) == 2
+
+
+def test_after_an_interrupt_no_worker_starts_another_command(tmp_path):
+    """Ctrl-C/SIGTERM stops the running cells; a worker thread whose fit had just finished must not start its
+    test (or another cell) afterwards, or the interrupted grid would go on in the background."""
+    import sys
+
+    from neurovit.ablate import runner
+
+    try:
+        runner.stop_children()
+        log = tmp_path / "cell.log"
+        assert runner.run_logged([sys.executable, "-c", "open('ran', 'w')"], log, {}) == runner.INTERRUPTED_RC
+        assert "not started" in log.read_text() and not (tmp_path / "ran").exists()
+    finally:
+        runner._STOPPING.clear()
+    assert runner.run_logged([sys.executable, "-c", "pass"], tmp_path / "ok.log", {}) == 0

@@ -54,6 +54,8 @@ class CellResult:
 # --------------------------------------------------------------------------- processes
 _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set when the grid is interrupted: no worker thread starts another command
+INTERRUPTED_RC = 130
 
 
 def run_logged(cmd: Sequence[str], log: Path, env: dict) -> int:
@@ -65,8 +67,11 @@ def run_logged(cmd: Sequence[str], log: Path, env: dict) -> int:
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(map(str, cmd)) + "\n")
         fh.flush()
-        proc = subprocess.Popen(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT, env=env)
-        with _LIVE_LOCK:
+        with _LIVE_LOCK:  # checked under the lock stop_children takes: no command starts after it ran
+            if _STOPPING.is_set():
+                fh.write("not started: the grid was interrupted\n")
+                return INTERRUPTED_RC
+            proc = subprocess.Popen(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT, env=env)
             _LIVE.add(proc)
         try:
             return proc.wait()
@@ -79,8 +84,10 @@ def run_logged(cmd: Sequence[str], log: Path, env: dict) -> int:
 
 
 def stop_children(grace: float = 20.0) -> None:
-    """Terminate every cell process still running (then kill those that ignore it for `grace` s)."""
+    """Terminate every cell process still running (then kill those that ignore it for `grace` s); no worker
+    thread starts another command afterwards (until the next `run_grid`)."""
     with _LIVE_LOCK:
+        _STOPPING.set()
         procs = list(_LIVE)
     for p in procs:
         if p.poll() is None:
@@ -331,6 +338,7 @@ def run_grid(cfg: AblationConfig, *, devices: str = "auto", jobs: int | None = N
         f"{len(cfg.fractions)} fractions = {n} cells in {cfg.cells_dir}; {len(slots)} worker(s) [{where}]")
     if dry_run:
         return _dry_run(cfg, cells, say)
+    _STOPPING.clear()
     prepare(cfg, say)
     lock = threading.Lock()
     results: list[CellResult | None] = [None] * n
