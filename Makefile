@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.neurovit-installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-fast demo demo-allslices ablate-demo ablate lint bench clean
+.PHONY: install test test-fast demo demo-allslices ablate-demo ablate lint bench clean mutation mutation-list
 
 install: $(STAMP)
 
@@ -55,6 +55,14 @@ ablate: install data/natural
 # ~90 offline natural pictures for the DINO "natural" source (more with Debian's wallpaper packages installed)
 data/natural:
 	$(PY) -m neurovit.ablate.natural --out data/natural
+
+# mutation score per core module (mutmut, each module against its fast tests, in a temporary copy):
+# survivors are listed; documented equivalents in tests/mutation_equivalent.txt. MODULES=transfer normalise ...
+mutation: install
+	$(PY) tests/mutation.py $(MODULES)
+
+mutation-list: install
+	$(PY) tests/mutation.py --list $(MODULES)
 
 lint: install
 	$(PY) -m ruff check neurovit tests
