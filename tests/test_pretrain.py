@@ -196,3 +196,23 @@ def test_schedules_and_ema():
     before = m.teacher_backbone.pos_embed.clone()
     m.on_train_batch_end(None, None, 0)  # m = 0.9: the teacher moves 10 % of the way
     assert torch.allclose(m.teacher_backbone.pos_embed, before + 0.1, atol=1e-5)
+
+
+def test_ddp_ranks_see_different_regions_and_an_empty_epoch_is_refused(photos):
+    """Ranks share the global seed; the item index (disjoint per rank under DistributedSampler) must still
+    give them different regions."""
+    from neurovit.pretrain.data import PretrainDataModule
+
+    dm = PretrainDataModule(str(photos), global_crop_size=32, local_crop_size=16, n_local_views=1,
+                            samples_per_epoch=8, batch_size=4)
+    dm.setup()
+    from lightning import seed_everything
+
+    seed_everything(0, verbose=False)  # torch, numpy and random: lightly's transforms use all three
+    a = dm.train_ds[0][0]
+    seed_everything(0, verbose=False)  # the same RNG state, as on another rank, but another index
+    b = dm.train_ds[1][0]
+    seed_everything(0, verbose=False)
+    assert torch.equal(dm.train_ds[0][0], a) and not torch.equal(a, b)
+    with pytest.raises(DatasetError, match="no batch"):
+        PretrainDataModule(str(photos), samples_per_epoch=4, batch_size=8)

@@ -25,8 +25,9 @@ IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225
 class MultiCropDataset(Dataset):
     """`length` items, each the list of DINO views of one region drawn from `source`.
 
-    The region is drawn with a NumPy generator seeded from torch's RNG, so runs are reproducible under
-    `seed_everything` (Lightning seeds every worker) and differ between epochs and workers.
+    The region is drawn with a NumPy generator seeded from torch's RNG and the item's index, so runs are
+    reproducible under `seed_everything` and differ between epochs, workers and DDP ranks (which share the
+    seed but not the indices).
     """
 
     def __init__(self, source, transform, length: int):
@@ -36,7 +37,8 @@ class MultiCropDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        # the index is part of the seed: DDP ranks share the global seed but get disjoint indices
+        rng = np.random.default_rng([int(torch.randint(0, 2**62, ())), int(index)])
         return self.transform(self.source.sample(rng))
 
 
@@ -75,6 +77,9 @@ class PretrainDataModule(L.LightningDataModule):
             raise DatasetError(f"data.kind must be auto or one of {', '.join(INPUTS)}, got {kind!r}")
         if global_crop_size < 16 or local_crop_size < 16:
             raise DatasetError("crop sizes must be at least 16 pixels (one ViT patch)")
+        if samples_per_epoch < batch_size:
+            raise DatasetError(f"data.samples_per_epoch ({samples_per_epoch}) is smaller than data.batch_size "
+                               f"({batch_size}): an epoch would have no batch")
         self.source = None
         self.train_ds: MultiCropDataset | None = None
 
