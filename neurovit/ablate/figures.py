@@ -61,7 +61,8 @@ def _draw(ax, summary: Sequence[dict], metric: str, error_bars: str, labels: Seq
         if not rows:
             continue
         dodge = (k - (len(labels) - 1) / 2) * 0.02  # small horizontal offsets keep bars apart
-        x = np.array([r["fraction"] for r in rows]) * (10 ** dodge if log_x else 1) + (0 if log_x else dodge)
+        span = (max(fractions) - min(fractions)) or 1.0  # linear axis: offsets in proportion to its range
+        x = np.array([r["fraction"] for r in rows]) * (10 ** dodge if log_x else 1) + (0 if log_x else dodge * span)
         y = np.array([r["mean"] for r in rows], dtype=float)
         if error_bars == "ci":
             err = np.array([[r["mean"] - r["ci_lo"] for r in rows], [r["ci_hi"] - r["mean"] for r in rows]], float)
