@@ -25,9 +25,9 @@ import yaml
 
 from neurovit.errors import NeurovitError
 from neurovit.metrics import check_metric_names, metric_names
+from neurovit.models.pretrained import is_weights_path
 
 METRICS = metric_names(headline=True)  # the registry's compact set: dice, cldice, esa, dsa, pds, node_f1
-WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pkl", ".tar"}  # else a timm name.tag
 KNOWN_KEYS = {"name", "out_dir", "data_dir", "synth", "base_configs", "strategies", "seeds", "fractions",
               "subset_seed", "source_2d", "fit_args", "test_args", "test_checkpoint", "evaluate", "wandb",
               "reference", "metrics", "env", "jobs", "mip_volume", "error_bars", "sources"}
@@ -239,7 +239,7 @@ def _check(cfg: AblationConfig, base: Path, where: str) -> None:
         unknown = set(cfg.source_2d) - MimSource.keys
         if unknown:
             raise AblationConfigError(f"{where}: source_2d: unknown key(s) {sorted(unknown)}")
-    elif isinstance(cfg.source_2d, str) and ("/" in cfg.source_2d or Path(cfg.source_2d).suffix in WEIGHT_SUFFIXES):
+    elif isinstance(cfg.source_2d, str) and is_weights_path(cfg.source_2d):  # else a timm name.tag
         cfg.source_2d = str(_path(cfg.source_2d, base, "source_2d", where))
     if cfg.synth is not None and not isinstance(cfg.synth, dict):
         raise AblationConfigError(f"{where}: synth must be a mapping of SynthConfig fields or null")

@@ -16,7 +16,6 @@ OUT/cells/<row>-f1-s0/ holds the checkpoint and config.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -48,26 +47,22 @@ def load_recipe(path: str | Path, out: str | Path | None = None):
 
 def render_test_set(cfg, snr: float, out: Path) -> Path:
     """The recipe's test neurons rendered at one SNR (all volumes in the test split)."""
-    from neurovit.data.synth import MicroscopeParams, SynthConfig, read_split_file, synthesize_dataset
+    from neurovit.ablate.runner import synth_config
+    from neurovit.data.synth import read_split_file, synthesize_dataset
 
     fields = dict(cfg.synth or {})
     if not fields.get("swc_dir"):
         raise NeurovitError("the reference recipe needs synth.swc_dir (real morphologies) for its test sets")
-    split = read_split_file(fields.pop("split_file")) if fields.get("split_file") else dict(fields.pop("split_names", {}))
+    split = read_split_file(fields["split_file"]) if fields.get("split_file") else dict(fields.get("split_names") or {})
     test = [name for name, s in split.items() if s == "test"]
     if not test:
         raise NeurovitError("the reference recipe's split has no test neurons")
-    micro = dataclasses.replace(MicroscopeParams(), **{**(fields.pop("microscope", None) or {}), "snr": (snr, snr)})
-    swc_dir = Path(fields.pop("swc_dir"))
+    swc_dir = Path(fields["swc_dir"])
     with tempfile.TemporaryDirectory() as tmp:  # only the test neurons, as links
         for name in test:
             (Path(tmp) / f"{name}.swc").symlink_to((swc_dir / f"{name}.swc").resolve())
-        for key in ("shape", "max_shape"):
-            if fields.get(key) is not None:
-                fields[key] = tuple(fields[key])
-        seed = int(fields.pop("seed", 0)) + int(round(10 * snr))
-        synth = SynthConfig(**{**fields, "swc_dir": tmp, "seed": seed, "split_names": dict.fromkeys(test, "test")},
-                            microscope=micro)
+        synth = synth_config(fields, snr=(snr, snr), swc_dir=tmp, seed=int(fields.get("seed", 0)) + int(round(10 * snr)),
+                             split_names=dict.fromkeys(test, "test"))
         synthesize_dataset(out, synth, overwrite=True, progress=False)
     return out
 

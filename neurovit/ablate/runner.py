@@ -262,23 +262,33 @@ def n_train_volumes(cfg: AblationConfig, fraction: float) -> int | None:
     return max(1, math.ceil(fraction * n))
 
 
+def synth_config(fields: dict, *, snr: tuple[float, float] | None = None, **overrides):
+    """A YAML `synth:` mapping as a SynthConfig: `microscope` fields, `split_file` (our own split, read relative
+    to the working directory), lists as tuples; `snr` and `overrides` replace what the mapping says."""
+    import dataclasses
+
+    from neurovit.data.synth import MicroscopeParams, SynthConfig, read_split_file
+
+    fields = dict(fields)
+    micro = dict(fields.pop("microscope", None) or {})
+    if snr is not None:
+        micro["snr"] = tuple(snr)
+    if fields.get("split_file"):
+        fields["split_names"] = read_split_file(fields.pop("split_file"))
+    for key in ("shape", "neurons_per_volume", "split", "max_shape"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
+    fields.update(overrides)
+    return SynthConfig(**fields, microscope=dataclasses.replace(MicroscopeParams(), **micro))
+
+
 def prepare(cfg: AblationConfig, say: Callable[[str], None] = print) -> None:
     """Create the dataset (from `synth`) and the generated 2D source when they are missing."""
     if not (cfg.data_dir / "dataset.yaml").is_file() and cfg.synth is not None:
-        import dataclasses
+        from neurovit.data.synth import synthesize_dataset
 
-        from neurovit.data.synth import MicroscopeParams, SynthConfig, read_split_file, synthesize_dataset
-
-        fields = dict(cfg.synth)
-        micro = fields.pop("microscope", None) or {}
-        if fields.get("split_file"):  # our own split of the SWC files (relative to the working directory)
-            fields["split_names"] = read_split_file(fields.pop("split_file"))
-        for key in ("shape", "neurons_per_volume", "split", "max_shape"):
-            if fields.get(key) is not None:
-                fields[key] = tuple(fields[key])
-        synth = SynthConfig(**fields, microscope=dataclasses.replace(MicroscopeParams(), **micro))
         t0 = time.perf_counter()
-        synthesize_dataset(cfg.data_dir, synth, overwrite=True, progress=False)
+        synthesize_dataset(cfg.data_dir, synth_config(cfg.synth), overwrite=True, progress=False)
         n = len(list((cfg.data_dir / "images").iterdir()))
         say(f"dataset: synthesised {n} volumes into {cfg.data_dir} ({time.perf_counter() - t0:.0f} s)")
     prepare_sources(cfg, say)

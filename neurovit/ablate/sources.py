@@ -35,12 +35,6 @@ class SourceError(NeurovitError, ValueError):
     """A source entry that cannot be used (the message names the source and the key)."""
 
 
-def _is_path_like(text: str) -> bool:
-    from neurovit.models.pretrained import WEIGHT_SUFFIXES
-
-    return "/" in text or Path(text).suffix in WEIGHT_SUFFIXES
-
-
 class FileSource:
     """Weights that already exist: a file, or a timm name.tag (HF cache / download)."""
 
@@ -51,8 +45,10 @@ class FileSource:
         self.cfg, self.name, self.opts = cfg, name, opts
 
     def path(self) -> str:
+        from neurovit.models.pretrained import is_weights_path
+
         p = str(self.opts["path"])
-        return str((Path.cwd() / p).resolve()) if _is_path_like(p) and not Path(p).is_absolute() else p
+        return str((Path.cwd() / p).resolve()) if is_weights_path(p) and not Path(p).is_absolute() else p
 
     def prepare(self, say: Callable[[str], None]) -> dict:
         return {"kind": "file", "path": self.path(), "wall_seconds": 0.0, "images_seen": 0}
