@@ -73,20 +73,17 @@ class DinoPretrainModule(L.LightningModule):
     def _student(self, x: torch.Tensor) -> torch.Tensor:
         return self.student_head(self.student_backbone(x))
 
-    @torch.no_grad()
-    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher_head(self.teacher_backbone(x))
-
     def training_step(self, views: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         from lightly.utils.debug import std_of_l2_normalized
 
         global_views = views[:2]
-        teacher_out = [self._teacher(v) for v in global_views]
+        with torch.no_grad():  # the teacher's backbone features serve the loss and the collapse monitor
+            teacher_feats = [self.teacher_backbone(v) for v in global_views]
+            teacher_out = [self.teacher_head(f) for f in teacher_feats]
         student_out = [self._student(v) for v in views]
         loss = self.criterion(teacher_out, student_out, epoch=self.current_epoch)
         bs = views[0].shape[0]
-        with torch.no_grad():
-            feats = self.teacher_backbone(global_views[0])
+        feats = teacher_feats[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
         self.log("train/teacher_feature_std", std_of_l2_normalized(feats), batch_size=bs)  # → 0: collapse
         self.log("train/momentum", self.momentum_at(self.global_step), batch_size=bs)
