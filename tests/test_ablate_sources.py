@@ -236,3 +236,34 @@ def test_after_an_interrupt_no_worker_starts_another_command(tmp_path):
     finally:
         runner._STOPPING.clear()
     assert runner.run_logged([sys.executable, "-c", "pass"], tmp_path / "ok.log", {}) == 0
+
+
+def test_an_interrupt_stops_the_running_cells_at_once(tmp_path):
+    """With 2 workers, an interrupt (in the main thread or a worker) used to wait (in ThreadPoolExecutor's `with`) for every
+    running cell to finish before stopping them: up to a quarter of an hour. It must return within seconds
+    with the running command terminated."""
+    import sys
+    import time
+
+    from neurovit.ablate import runner
+
+    def cell(kind):
+        if kind == "long":
+            return runner.run_logged([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "long.log", {})
+        while not runner._LIVE:  # the long cell has started
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_parallel(cell, [("long",), ("interrupt",)], 2)
+        assert time.monotonic() - t0 < 30
+        deadline = time.monotonic() + 10
+        while runner._LIVE and time.monotonic() < deadline:  # the long cell's thread returns once it is killed
+            time.sleep(0.05)
+        assert not runner._LIVE
+    finally:
+        runner._STOPPING.clear()
+    assert runner.run_parallel(lambda x: 2 * x, [(1,), (2,), (3,)], 2) == [2, 4, 6]
+    assert runner.run_parallel(lambda x: 2 * x, [(1,)], 1) == [2]

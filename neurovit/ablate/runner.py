@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
@@ -99,6 +99,34 @@ def stop_children(grace: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def run_parallel(fn: Callable, items: Sequence[tuple], workers: int) -> list:
+    """[fn(*item) for item in items] on `workers` threads (in the caller's thread when 1), results in order.
+
+    Interrupted (Ctrl-C, SIGTERM turned into SystemExit) or failed, it stops the running commands at once and
+    starts no more: `ThreadPoolExecutor`'s `with` would otherwise wait for every running cell to finish
+    (up to a U-Net cell's quarter of an hour) before the interrupt took effect.
+    """
+    if workers <= 1:
+        try:
+            return [fn(*item) for item in items]
+        except BaseException:
+            stop_children()
+            raise
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(fn, *item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)  # a failing worker is seen at once, not after
+        for fut in done:                                       # the ones submitted before it
+            fut.result()
+        out = [fut.result() for fut in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_children()
+        raise
+    pool.shutdown()
+    return out
 
 
 def _last_line(log: Path) -> str:
@@ -312,12 +340,8 @@ def prepare_sources(cfg: AblationConfig, say: Callable[[str], None] = print) -> 
             f"({cost.get('wall_seconds')} s, {cost.get('images_seen')} images seen)")
         return {"source": name or "(single)", **cost}
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:  # `jobs` sources at once, as cells
-            costs = list(pool.map(one, cfg.sources))
-    except BaseException:
-        stop_children()  # an interrupted pretraining is resumed (from its last epoch) next time
-        raise
+    # `jobs` sources at once, as cells; an interrupted pretraining is resumed (from its last epoch) next time
+    costs = run_parallel(one, [(name,) for name in cfg.sources], max(1, cfg.jobs))
     write_csv(cfg.out_dir / "sources.csv", costs, SOURCE_COLUMNS)
     return costs
 
@@ -385,23 +409,7 @@ def run_grid(cfg: AblationConfig, *, devices: str = "auto", jobs: int | None = N
         finally:
             free.put(slot)
 
-    try:
-        if len(slots) == 1:
-            for item in todo:
-                work(*item)
-        else:
-            with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-                futures = [pool.submit(work, *item) for item in todo]
-                try:
-                    for fut in futures:
-                        fut.result()
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-    except BaseException:
-        stop_children()  # an interrupted cell has no done marker: it is re-run next time
-        raise
+    run_parallel(work, todo, len(slots))  # an interrupted cell has no done marker: it is re-run next time
     return [r for r in results if r is not None]
 
 
