@@ -51,6 +51,7 @@ def test_reference_trains_once_and_reports_both_snrs_next_to_the_baseline(recipe
     assert rows[0].startswith("snr,method,n,dice") and len(rows) == 5  # 2 SNRs × (model, baseline)
     md = (out / "reference.md").read_text()
     assert "| 4 | model | 1 |" in md and "| 8 | frangi_otsu | 1 |" in md
+    assert "Wall time: cell " in md and "total" in md
     for snr in (4, 8):
         meta = yaml.safe_load((out / f"test_snr{snr}" / "data" / "dataset.yaml").read_text())
         assert meta["split"]["test"] == ["d"] and not meta["split"]["train"]  # only the held-out neuron
@@ -67,3 +68,13 @@ def test_a_recipe_must_be_one_cell(recipe):
     recipe.write_text(yaml.safe_dump(raw))
     with pytest.raises(NeurovitError, match="one row, one seed"):
         load_recipe(recipe)
+
+
+def test_the_committed_recipe_is_one_cell_of_the_realistic_data(monkeypatch):
+    """experiments/reference.yaml (make reference) loads, and renders the realistic ablation's data."""
+    monkeypatch.chdir(REPO)
+    cfg, snrs = load_recipe(REPO / "experiments" / "reference.yaml")
+    assert snrs == [4.0, 8.0] and cfg.fractions == [1.0] and len(cfg.seeds) == 1
+    assert all(p.is_file() for paths in cfg.strategies.values() for p in paths)
+    ablation = yaml.safe_load((REPO / "experiments" / "ablation_realistic.yaml").read_text())
+    assert cfg.synth == ablation["synth"]  # the same neurons, split, voxel size and SNRs as the table

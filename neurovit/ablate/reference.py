@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -99,14 +100,22 @@ def score_at_snr(cfg, ckpt: Path, snr: float, say=print) -> list[dict]:
     return rows
 
 
-def write_report(cfg, rows: list[dict], cell_id: str) -> Path:
-    """OUT/reference.md and OUT/reference.csv."""
+def write_report(cfg, rows: list[dict], cell_id: str, seconds: dict | None = None) -> Path:
+    """OUT/reference.md and OUT/reference.csv; `seconds`: wall time per stage of this run."""
+    import os
+    import platform
+
     from neurovit.atomic import write_csv, write_text
 
     write_csv(cfg.out_dir / "reference.csv", rows, ["snr", "method", "n", *METRICS])
     lines = [f"# Reference recipe {cfg.name}", "",
              f"Checkpoint: `{cfg.cells_dir / cell_id / 'checkpoints'}`; config: `{cfg.cells_dir / cell_id / 'config.yaml'}`.",
-             "Test neurons (never seen in training) rendered at each SNR; means over the volumes; ESA/DSA in µm.", "",
+             "Test neurons (never seen in training) rendered at each SNR; means over the volumes; ESA/DSA in µm."]
+    if seconds:
+        skipped = " (the cell had finished earlier: 0 s)" if seconds.get("cell") == 0 else ""
+        lines.append("Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+                     + f"{skipped}; {platform.machine()}, {os.cpu_count()} CPUs.")
+    lines += ["",
              "| SNR | method | volumes | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
     for r in rows:
         lines.append(f"| {r['snr']:g} | {r['method']} | {r['n']} | "
@@ -140,13 +149,18 @@ def run(config: str | Path, out: str | Path | None = None, say=print) -> int:
     from neurovit.ablate.runner import pick_checkpoint, run_grid
 
     cfg, snrs = load_recipe(config, out)
+    t0 = time.perf_counter()
     results = run_grid(cfg, say=say)
     if any(r.status == "failed" for r in results):
         return 1
+    seconds = {"cell": time.perf_counter() - t0 if any(r.status == "done" for r in results) else 0.0}
     cell = expand_grid(cfg)[0]
     ckpt = pick_checkpoint(cell.folder(cfg), cfg.test_checkpoint)
+    t0 = time.perf_counter()
     rows = [row for snr in snrs for row in score_at_snr(cfg, ckpt, snr, say)]
-    say(f"report: {write_report(cfg, rows, cell.id)}")
+    seconds["scoring"] = time.perf_counter() - t0
+    seconds["total"] = seconds["cell"] + seconds["scoring"]
+    say(f"report: {write_report(cfg, rows, cell.id, seconds)}")
     for fig in mip_figures(cfg, snrs):
         say(f"figure: {fig}")
     return 0
