@@ -167,7 +167,7 @@ def predict_stack(module, image_path: Path, out_dir: Path, *, threshold: float =
                    "voxel_size": list(out_vs), "voxel_size_from": info.get("voxel_size_from", "file"),
                    "resampled_to": info.get("resampled_to"), "warnings": [str(w.message) for w in caught]}
         if save in ("mask", "both"):
-            with create_output(paths["mask"], volume.shape, np.uint8, voxel_size=out_vs) as mask_out:
+            with create_output(paths["mask"], volume.shape, np.uint8, voxel_size=out_vs, labels=True) as mask_out:
                 for z0 in range(0, volume.shape[0], 16):
                     mask_out.array[z0:z0 + 16] = np.asarray(prob[z0:z0 + 16]) > threshold
                 mask_out.commit()

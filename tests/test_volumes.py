@@ -175,3 +175,24 @@ def test_resample_is_the_same_in_any_slab_size():
     a = resample(vol, (1.0, 0.5, 0.5), (3.0, 1.0, 1.0), slab=1)
     b = resample(vol, (1.0, 0.5, 0.5), (3.0, 1.0, 1.0), slab=64)
     np.testing.assert_allclose(a, b, atol=1e-6)  # the z halo hides slab borders
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".ome.zarr"])
+def test_any_format_takes_a_mask_as_labels(tmp_path, suffix):
+    """labels=True (masks: predict's _mask output) is accepted by every writable format; where there is a
+    pyramid its coarser levels keep a one-voxel-thin neurite (max), which a mean would halve away."""
+    from neurovit.data.volumes import create_output, open_volume, write_volume
+
+    mask = np.zeros((4, 512, 512), np.uint8)
+    mask[:, 101, :] = 1  # a one-voxel-thin line along x
+    extra = {"n_levels": 2} if suffix == ".ome.zarr" else {}
+    a = write_volume(tmp_path / f"a{suffix}", mask, voxel_size=(2.0, 1.0, 1.0), labels=True, **extra)
+    with create_output(tmp_path / f"b{suffix}", mask.shape, np.uint8, voxel_size=(2.0, 1.0, 1.0),
+                       labels=True) as out:
+        out.array[:] = mask
+        b = out.commit()
+    for path in (a, b):
+        assert (open_volume(path).read() == mask).all()
+        if suffix == ".ome.zarr":
+            coarse = open_volume(path, level=1).read()
+            assert coarse.shape == (4, 256, 256) and (coarse[:, 50, :] == 1).all()

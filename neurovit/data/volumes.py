@@ -222,12 +222,17 @@ def spacing_differs(a: Iterable[float], b: Iterable[float], tolerance: float = S
 
 
 def write_volume(path: PathLike, array: np.ndarray, *, voxel_size: Iterable[float] | None = (1.0, 1.0, 1.0),
-                 **kwargs) -> Path:
-    """Atomically write a (Z, Y, X) array in the format of `path`'s suffix (temporary name, then rename)."""
+                 labels: bool = False, **kwargs) -> Path:
+    """Atomically write a (Z, Y, X) array in the format of `path`'s suffix (temporary name, then rename).
+
+    labels=True: the array is a mask or label image, so formats with a resolution pyramid (OME-Zarr) make
+    its coarser levels by maximum, not mean, and one-voxel-thin neurites stay visible in a viewer;
+    single-resolution formats (TIFF) write the same file either way."""
     path = Path(path)
     fmt = find_format(path)
     vs = check_voxel_size(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), f"{path}: voxel size")
-    fmt.function("write")(path, np.asarray(array) if not hasattr(array, "shape") else array, vs, **kwargs)
+    fmt.function("write")(path, np.asarray(array) if not hasattr(array, "shape") else array, vs,
+                          **({"labels": True} if labels else {}), **kwargs)
     return path
 
 
@@ -259,13 +264,15 @@ class VolumeOutput:
 
 
 def create_output(path: PathLike, shape: tuple[int, int, int], dtype, *,
-                  voxel_size: Iterable[float] = (1.0, 1.0, 1.0), **kwargs) -> VolumeOutput:
+                  voxel_size: Iterable[float] = (1.0, 1.0, 1.0), labels: bool = False, **kwargs) -> VolumeOutput:
     """A new (Z, Y, X) output of `path`'s format under a temporary name (memory-mapped TIFF, chunked
-    OME-Zarr), to fill slab by slab and `commit()`: nothing appears under `path` before that."""
+    OME-Zarr), to fill slab by slab and `commit()`: nothing appears under `path` before that.
+    labels=True for masks and label images: see `write_volume`."""
     path = Path(path)
     fmt = find_format(path)
     vs = check_voxel_size(voxel_size, f"{path}: voxel size")
-    return fmt.function("create")(path, tuple(int(s) for s in shape), np.dtype(dtype), vs, **kwargs)
+    return fmt.function("create")(path, tuple(int(s) for s in shape), np.dtype(dtype), vs,
+                                  **({"labels": True} if labels else {}), **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- formats
@@ -276,14 +283,14 @@ def _read_tiff(path: Path, level: int):
     return read_stack(path), read_voxel_size(path), {"format": "ome-tiff" if with_ome else "tiff"}
 
 
-def _write_tiff(path: Path, array, voxel_size: VoxelSize, **kwargs) -> None:
-    from neurovit.data.tiff import write_stack
+def _write_tiff(path: Path, array, voxel_size: VoxelSize, *, labels: bool = False, **kwargs) -> None:
+    from neurovit.data.tiff import write_stack  # one resolution: a mask is written as any other volume
 
     write_stack(path, np.asarray(array), voxel_size=voxel_size, **kwargs)
 
 
-def _create_tiff(path: Path, shape, dtype: np.dtype, voxel_size: VoxelSize) -> VolumeOutput:
-    import secrets
+def _create_tiff(path: Path, shape, dtype: np.dtype, voxel_size: VoxelSize, *, labels: bool = False) -> VolumeOutput:
+    import secrets  # labels: one resolution, a mask is written as any other volume
 
     import tifffile
 
