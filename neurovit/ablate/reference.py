@@ -100,6 +100,14 @@ def score_at_snr(cfg, ckpt: Path, snr: float, say=print) -> list[dict]:
     return rows
 
 
+def _shown(path: Path) -> Path:
+    """`path` relative to the working folder when it lies inside it (a report that moves with its folder)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def write_report(cfg, rows: list[dict], cell_id: str, seconds: dict | None = None) -> Path:
     """OUT/reference.md and OUT/reference.csv; `seconds`: wall time per stage of this run."""
     import os
@@ -109,7 +117,8 @@ def write_report(cfg, rows: list[dict], cell_id: str, seconds: dict | None = Non
 
     write_csv(cfg.out_dir / "reference.csv", rows, ["snr", "method", "n", *METRICS])
     lines = [f"# Reference recipe {cfg.name}", "",
-             f"Checkpoint: `{cfg.cells_dir / cell_id / 'checkpoints'}`; config: `{cfg.cells_dir / cell_id / 'config.yaml'}`.",
+             f"Checkpoint: `{_shown(cfg.cells_dir / cell_id / 'checkpoints')}`; "
+             f"config: `{_shown(cfg.cells_dir / cell_id / 'config.yaml')}`.",
              "Test neurons (never seen in training) rendered at each SNR; means over the volumes; ESA/DSA in µm."]
     if seconds:
         skipped = " (the cell had finished earlier: 0 s)" if seconds.get("cell") == 0 else ""
