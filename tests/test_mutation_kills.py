@@ -672,3 +672,228 @@ def test_volumes_spacing_differs_only_beyond_the_tolerance_and_needs_matching_ax
     assert spacing_differs((1.25, 1.0, 0.75), (1.0, 1.0, 1.0), tolerance=0.2)
     with pytest.raises(ValueError):
         spacing_differs((1.0, 1.0), (1.0, 1.0, 1.0))
+
+
+# ============================================================================ neurovit/trace.py
+import time  # noqa: E402
+
+from neurovit.data.swc import BASAL, SOMA, Morphology, read_swc  # noqa: E402
+from neurovit.trace import TeasarParams, TraceError, binarize, skeleton_to_morphology, trace, trace_to_swc  # noqa: E402
+
+NO_EDGES = np.empty((0, 2), np.int64)
+
+
+def trace_bar(shape=(4, 8, 24), z=(1, 3), y=(2, 4), x=(3, 15)) -> np.ndarray:
+    """A boolean volume holding one straight bar along x (a few voxels thick)."""
+    vol = np.zeros(shape, bool)
+    vol[z[0]:z[1], y[0]:y[1], x[0]:x[1]] = True
+    return vol
+
+
+def test_trace_to_swc_in_um_scales_x_y_z_and_radius_and_says_so(tmp_path):
+    """units="um": x, y, z are multiplied by vx, vy, vz (of the given voxel_size) and radii by vx; the header says µm."""
+    # x_trace_to_swc__mutmut_9..19 (units/um branch, voxel_size lookup), 23..32 (the µm coordinates line)
+    vol, vs = trace_bar(), (2.0, 0.5, 0.25)
+    vox = trace(vol, voxel_size=vs)
+    m = trace_to_swc(vol, tmp_path / "um.swc", units="um", voxel_size=vs)
+    assert m.units == "um"
+    np.testing.assert_allclose(m.xyz, vox.xyz * [0.25, 0.5, 2.0])
+    np.testing.assert_allclose(m.radius, vox.radius * 0.25)
+    text = (tmp_path / "um.swc").read_text()
+    assert ("# coordinates: µm of the image (x = column, y = row, z = slice times the voxel size); "
+            "radius: µm (x-voxels times vx)") in text.splitlines()
+    assert "voxel indices" not in text and "# traced by neurovit.trace: kimimaro TEASAR" in text
+    back = read_swc(tmp_path / "um.swc")
+    assert back.units == "um"
+    np.testing.assert_allclose(back.xyz, m.xyz, atol=1e-3)
+
+
+def test_trace_to_swc_in_um_defaults_to_one_micron_voxels(tmp_path):
+    """Without voxel_size, units="um" uses (1, 1, 1): the µm coordinates equal the voxel indices."""
+    # x_trace_to_swc__mutmut_20/21/22 (default voxel size changed)
+    vol = trace_bar()
+    m = trace_to_swc(vol, tmp_path / "d.swc", units="um")
+    np.testing.assert_allclose(m.xyz, trace(vol).xyz)
+    np.testing.assert_allclose(m.radius, trace(vol).radius)
+
+
+def test_trace_to_swc_rejects_unknown_units_naming_them(tmp_path):
+    """A units value other than "voxel"/"um" is a TraceError quoting it."""
+    # x_trace_to_swc__mutmut_36
+    with pytest.raises(TraceError, match=r"^units must be 'voxel' or 'um', got 'mm'$"):
+        trace_to_swc(trace_bar(), tmp_path / "x.swc", units="mm")
+
+
+def test_trace_to_swc_source_comes_from_the_tracer_the_keyword_or_the_file_name(tmp_path):
+    """The SWC's source line: the traced source, else the `source` keyword, else the output file's stem."""
+    # x_trace__mutmut_80, x_trace_to_swc__mutmut_37..43
+    def bare(volume, **kw):  # a tracer that does not record its source
+        return Morphology(np.zeros((1, 3)), [1.0], [BASAL], [-1], units="voxel")
+
+    assert trace(trace_bar(), source="in.tif").source == "in.tif"
+    trace_to_swc(trace_bar(), tmp_path / "a.swc", source="in.tif")
+    assert "# source: in.tif" in (tmp_path / "a.swc").read_text().splitlines()
+    trace_to_swc(trace_bar(), tmp_path / "stem.swc")
+    assert "# source: stem" in (tmp_path / "stem.swc").read_text().splitlines()
+    m = trace_to_swc(trace_bar(), tmp_path / "b.swc", tracer=bare, source="given.tif")
+    assert m.source == "given.tif" and "# source: given.tif" in (tmp_path / "b.swc").read_text().splitlines()
+    assert trace_to_swc(trace_bar(), tmp_path / "c.swc", tracer=bare).source == "c"
+
+
+def test_trace_header_records_defaults_shape_and_timing():
+    """The header lines name the volume shape, the default min_size/join_distance/soma_radius, every TEASAR
+    parameter (booleans as words) and the real elapsed time."""
+    # x__header__mutmut_3/4/5/10, x_trace__mutmut_2/3/4 (defaults), 85 (min_size), 102 (shape), 103 (time)
+    t0 = time.perf_counter()
+    m = trace(trace_bar())
+    elapsed = time.perf_counter() - t0
+    h = m.header
+    assert h[1] == "volume shape (z, y, x): [4, 8, 24]; voxel_size_zyx: [1.0, 1.0, 1.0]"
+    assert h[2] == "coordinates: voxel indices (x = column, y = row, z = slice); radius: in x-voxels"
+    assert h[3] == "min_size: 8 voxels; join_distance: 6 x-voxels; soma_radius: 3 x-voxels"
+    assert h[4] == ("teasar (x-voxels): scale=1.5, const=4, pdrf_scale=100000, pdrf_exponent=4, "
+                    "soma_detection_threshold=1e+09, soma_acceptance_threshold=1e+09, soma_invalidation_scale=2, "
+                    "soma_invalidation_const=1, fix_branching=False")
+    seconds = float(h[5].rsplit("(", 1)[1].split()[0])
+    assert h[5].startswith(f"result: {len(m)} nodes, 1 trees (") and 0 <= seconds <= elapsed + 0.01
+
+
+def test_trace_of_only_dust_is_empty_and_says_so():
+    """Foreground that is all below min_size gives an empty Morphology whose header says why."""
+    # x__skeletonize__mutmut_67/68 (the no-skeleton return), x__header__mutmut_15
+    vol = np.zeros((4, 6, 10), np.float32)
+    vol[2, 2, 2:5] = 1.0  # 3 voxels < min_size 8
+    m = trace(vol)
+    assert len(m) == 0 and m.xyz.shape == (0, 3)
+    assert m.header[-1] == "empty: no foreground above threshold (after removing small components)"
+
+
+def test_trace_min_size_keeps_components_of_exactly_min_size_voxels():
+    """min_size drops components with fewer voxels: an 8-voxel line survives the default 8, a 7-voxel one not."""
+    # x__skeletonize__mutmut_31 (dust min_size+1), 33 (min_size-2), x_trace__mutmut_2 (default 9)
+    for n, kept in ((8, True), (7, False)):
+        vol = np.zeros((3, 3, 12), bool)
+        vol[1, 1, 2:2 + n] = True
+        assert (len(trace(vol)) > 0) is kept
+        assert len(trace(vol, min_size=n + 1)) == 0
+
+
+def test_trace_rejects_each_negative_size_on_its_own():
+    """A negative min_size or join_distance alone is a TraceError showing both values."""
+    # x_trace__mutmut_10 (or → and), 15 (message)
+    with pytest.raises(TraceError, match=r"^min_size and join_distance must be >= 0, got -1 and 6.0$"):
+        trace(trace_bar(), min_size=-1)
+    with pytest.raises(TraceError, match=r"got 8 and -1.0$"):
+        trace(trace_bar(), join_distance=-1.0)
+
+
+def test_binarize_threshold_is_inclusive_with_default_one_half_and_rejects_text():
+    """binarize: ``>=`` the threshold (0.5 by default) is foreground; a non-numeric volume is a TraceError."""
+    # x_binarize__mutmut_1 (default 1.5), 14 (>), 9/13 (dtype check and message)
+    vol = np.array([0.49, 0.5, 1.0, 1.6]).reshape(1, 1, 4)
+    assert binarize(vol).ravel().tolist() == [False, True, True, True]
+    assert binarize(vol, 1.0).ravel().tolist() == [False, False, True, True]
+    with pytest.raises(TraceError, match=r"^expected a numeric or boolean volume, got dtype <U1$"):
+        binarize(np.full((1, 1, 2), "a"))
+
+
+def test_trace_anisotropy_scales_z_and_y_gaps_into_x_voxels():
+    """join_distance is in x-voxels: a 5-row gap with vy/vx = 2 is 10 x-voxels (not joined at 6), and a
+    z gap of 2 slices with vz/vx = 4 is 8 x-voxels (not joined); with isotropic voxels both are joined."""
+    # x_trace__mutmut_22/23 (z anisotropy), 25/26 (y anisotropy)
+    vs = (2.0, 1.0, 0.5)
+    ygap = np.zeros((4, 16, 30), bool)
+    ygap[1:3, 3:5, 3:25] = True
+    ygap[1:3, 8:10, 3:25] = True
+    assert len(trace(ygap, voxel_size=vs).roots) == 2
+    assert len(trace(ygap).roots) == 1
+    zgap = np.zeros((7, 8, 30), bool)
+    zgap[2, 2:5, 3:25] = True
+    zgap[4, 2:5, 3:25] = True
+    assert len(trace(zgap, voxel_size=vs).roots) == 2
+    assert len(trace(zgap).roots) == 1
+
+
+def test_trace_keeps_the_first_foreground_plane_and_centres_on_the_volume_border():
+    """The crop never cuts foreground: a bar from x=3 to 14 gives nodes at x 3 and 14; a bar touching the
+    volume's x borders gets nodes exactly on them (kimimaro's fix_borders)."""
+    # x__foreground_box__mutmut_24 (start + margin), 27 (start >= 1)
+    m = trace(trace_bar())
+    assert (m.xyz[:, 0].min(), m.xyz[:, 0].max()) == (3.0, 14.0)
+    assert m.xyz[:, 1].min() == 2.0 and m.xyz[:, 2].min() == 1.0
+    m = trace(trace_bar(shape=(4, 6, 20), x=(0, 20)))
+    assert (m.xyz[:, 0].min(), m.xyz[:, 0].max()) == (0.0, 19.0)
+
+
+def test_skeleton_to_morphology_types_only_a_thick_root_as_soma():
+    """Only roots with radius >= soma_radius are soma (the threshold itself included); thick children stay dendrite."""
+    # x_skeleton_to_morphology__mutmut_52 (|), 53/54 (parent <= 0 / < 1), 55 (>)
+    pts = np.array([[0.0, 0, 0], [0, 0, 1], [0, 0, 2]])
+    m = skeleton_to_morphology(pts, np.array([[0, 1], [1, 2]]), np.array([3.0, 3.0, 1.0]), join_distance=0.0,
+                               soma_radius=3.0)
+    assert m.types.tolist() == [SOMA, BASAL, BASAL] and m.parent.tolist() == [-1, 0, 1]
+
+
+def test_skeleton_to_morphology_single_node():
+    """A one-node skeleton is one root (no parent lookup beyond the node)."""
+    # x__order_forest__mutmut_85
+    m = skeleton_to_morphology(np.zeros((1, 3)), NO_EDGES, np.array([1.0]), join_distance=6.0, soma_radius=3.0)
+    assert m.parent.tolist() == [-1] and m.types.tolist() == [BASAL]
+
+
+def test_skeleton_loop_drops_its_longest_edge():
+    """A skeleton cycle is broken at its longest edge (edge lengths are real distances)."""
+    # x__spanning_forest__mutmut_15 (|a + b|), 16 (zero lengths)
+    pts = np.array([[0.0, 0, 0], [0, 0, 1], [0, 0, 10]])  # a=0, b=1, c=10 in x
+    m = skeleton_to_morphology(pts, np.array([[0, 1], [1, 2], [0, 2]]), np.array([2.0, 1.0, 1.0]),
+                               join_distance=0.0, soma_radius=3.0)
+    assert m.xyz[:, 0].tolist() == [0.0, 1.0, 10.0] and m.parent.tolist() == [-1, 0, 1]
+
+
+def test_fragments_are_joined_by_their_closest_pair():
+    """Fragments are joined at the shortest gap, never by the longer candidate gaps."""
+    # x__spanning_forest__mutmut_60/61 (gap length), 73 (big - gap)
+    pts = np.array([[0.0, 0, 10], [0, 0, 11], [0, 0, 12], [0, 0, 14], [0, 0, 15]])
+    m = skeleton_to_morphology(pts, np.array([[0, 1], [1, 2], [3, 4]]), np.array([3.0, 1, 1, 1, 1]),
+                               join_distance=5.0, soma_radius=3.0)
+    assert m.xyz[:, 0].tolist() == [10.0, 11.0, 12.0, 14.0, 15.0] and m.parent.tolist() == [-1, 0, 1, 2, 3]
+
+
+def test_gap_edges_never_replace_a_short_skeleton_edge():
+    """Even with a skeleton shorter than one x-voxel, a gap edge costs more than every skeleton edge."""
+    # x__spanning_forest__mutmut_65 (big = total - 1)
+    pts = np.array([[0.0, 0, 0], [0, 0, 1.5], [0, 0, 0.75]])  # b (fragment 2) between the ends of a-c
+    m = skeleton_to_morphology(pts, np.array([[0, 1]]), np.array([2.0, 1.0, 0.5]), join_distance=1.0,
+                               soma_radius=3.0)
+    assert m.xyz[1, 0] == 1.5 and m.parent[1] == 0  # the skeleton edge a-c is kept
+    assert len(m.roots) == 1
+
+
+def test_join_distance_zero_never_joins_and_small_positive_distances_do():
+    """join_distance 0 keeps even touching fragments apart; 1.0 joins fragments exactly 1 apart; two
+    single-node fragments are joined."""
+    # x__spanning_forest__mutmut_23 (or), 24 (>= 0), 25 (> 1), 27 (n > 2)
+    pts = np.array([[0.0, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 2]])
+    edges, radii = np.array([[0, 1], [2, 3]]), np.array([2.0, 1, 1, 1])
+    assert len(skeleton_to_morphology(pts, edges, radii, join_distance=0.0, soma_radius=3.0).roots) == 2
+    two = np.array([[0.0, 0, 0], [0, 0, 1]])
+    m = skeleton_to_morphology(two, NO_EDGES, np.array([2.0, 1.0]), join_distance=1.0, soma_radius=3.0)
+    assert m.parent.tolist() == [-1, 0]
+
+
+def test_fix_branching_reaches_kimimaro():
+    """TeasarParams.fix_branching is passed on (kimimaro's own default, True, gives another skeleton)."""
+    # x__skeletonize__mutmut_23 (argument dropped: kimimaro defaults to True), 14 (None: True is ignored)
+    vol = np.zeros((5, 30, 40), bool)
+    vol[1:4, 13:16, 2:38] = True
+    vol[1:4, 2:28, 25:28] = True
+    a, b = trace(vol), trace(vol, teasar=TeasarParams(fix_branching=True))
+    assert len(a) != len(b) or not np.array_equal(a.xyz, b.xyz)
+
+
+def test_trace_prints_no_progress_bar(capfd):
+    """Tracing is quiet: kimimaro's progress bar is off."""
+    # x__skeletonize__mutmut_35 (progress=True), 22 (argument dropped: kimimaro defaults to progress=True)
+    trace(trace_bar())
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
