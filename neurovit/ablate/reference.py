@@ -54,7 +54,8 @@ def render_test_set(cfg, snr: float, out: Path) -> Path:
     fields = dict(cfg.synth or {})
     if not fields.get("swc_dir"):
         raise NeurovitError("the reference recipe needs synth.swc_dir (real morphologies) for its test sets")
-    split = read_split_file(fields["split_file"]) if fields.get("split_file") else dict(fields.get("split_names") or {})
+    # the split is read here once; the test set's own split (test neurons only) replaces it below
+    split = read_split_file(fields.pop("split_file")) if fields.get("split_file") else dict(fields.pop("split_names", None) or {})
     test = [name for name, s in split.items() if s == "test"]
     if not test:
         raise NeurovitError("the reference recipe's split has no test neurons")
