@@ -167,7 +167,8 @@ def _spanning_forest(points: np.ndarray, edges: np.ndarray, join_distance: float
 
 def _order_forest(adj: sparse.csr_matrix, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Parents-first order and parent indices (into the new order) of a forest, each tree rooted at its
-    largest-radius node; one breadth-first search from a virtual node linked to every root."""
+    largest-radius node, one tree after another, the tree with the thickest root (the soma) first; one
+    breadth-first search from a virtual node linked to every root."""
     n = adj.shape[0]
     comp = csgraph.connected_components(adj, directed=False)[1]
     by_radius = np.lexsort((-radii, comp))  # per component, largest radius first
@@ -180,6 +181,11 @@ def _order_forest(adj: sparse.csr_matrix, radii: np.ndarray) -> tuple[np.ndarray
     full = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + 1, n + 1))
     order, pred = csgraph.breadth_first_order(full, n, directed=True, return_predecessors=True)
     order = order[1:]  # drop the virtual node
+    # the search visits the roots in index order and interleaves the trees level by level: regroup the nodes
+    # tree by tree in the roots' order (a stable sort keeps each tree parents-first)
+    rank = np.empty(len(roots), dtype=np.int64)
+    rank[comp[roots]] = np.arange(len(roots))
+    order = order[np.argsort(rank[comp[order]], kind="stable")]
     new_index = np.empty(n, dtype=np.int64)
     new_index[order] = np.arange(n)
     par = pred[order]

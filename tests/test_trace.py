@@ -13,7 +13,7 @@ from neurovit.data.render import render_mask
 from neurovit.data.swc import SOMA, read_swc
 from neurovit.errors import VolumeError
 from neurovit.metrics import neuron_distance, point_segment_distance
-from neurovit.trace import TraceError, trace, trace_to_swc
+from neurovit.trace import TraceError, skeleton_to_morphology, trace, trace_to_swc
 
 
 def l_shape(shape=(8, 24, 60)) -> np.ndarray:
@@ -136,3 +136,19 @@ def test_tracing_a_256x512x512_mask_takes_seconds():
     m = trace(mask, voxel_size=vs)
     assert time.perf_counter() - t0 < 60
     assert len(m) > 1000
+
+
+def test_the_tree_with_the_thickest_root_comes_first_and_each_tree_is_one_block():
+    """Two separate chains; the one with the thick root (a soma) has the higher vertex indices. The SWC must
+    start with that soma, list each tree as one contiguous block, and keep every parent before its child."""
+    thin = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3]], float)
+    thick = np.array([[0, 20, 0], [0, 20, 1], [0, 20, 2]], float)
+    vertices = np.concatenate([thin, thick])
+    edges = np.array([[0, 1], [1, 2], [2, 3], [4, 5], [5, 6]])
+    radii = np.array([1.0, 0.5, 0.5, 0.5, 4.0, 1.0, 1.0])
+    m = skeleton_to_morphology(vertices, edges, radii, join_distance=0.0, soma_radius=3.0)
+    assert m.radius[0] == 4.0 and m.parent[0] == -1 and m.types[0] == SOMA
+    assert list(m.parent < 0) == [True, False, False, True, False, False, False]
+    assert np.all(m.xyz[:3, 1] == 20) and np.all(m.xyz[3:, 1] == 0)  # zyx → xyz: y of the thick chain is 20
+    assert all(p < i for i, p in enumerate(m.parent) if p >= 0)
+    assert m.radius[3] == 1.0  # the thin tree is rooted at its own largest radius
