@@ -614,6 +614,9 @@ def test_volumes_commit_and_abort_happen_once(tmp_path):
     assert aborted.done is True and hidden_tmp_files(tmp_path, "q.tif") == []
     aborted.abort()
     assert [p.name for p in tmp_path.iterdir()] == ["p.tif"]
+    with pytest.raises(VolumeError, match="q.tif: this output was aborted"):
+        aborted.commit()  # never a path to a file that is not there
+    assert aborted.state == "aborted" and [p.name for p in tmp_path.iterdir()] == ["p.tif"]
 
 
 def test_volumes_abort_is_harmless_when_the_temporary_file_is_already_gone(tmp_path):

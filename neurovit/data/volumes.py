@@ -242,18 +242,28 @@ class VolumeOutput:
 
     def __init__(self, path: Path, array: Any, commit: Callable[[], None], abort: Callable[[], None]):
         self.path, self.array = path, array
-        self._commit, self._abort, self.done = commit, abort, False
+        self._commit, self._abort, self.state = commit, abort, "open"
+
+    @property
+    def done(self) -> bool:
+        return self.state != "open"
 
     def commit(self) -> Path:
-        if not self.done:
+        """Move the finished volume into place (again: a no-op). After `abort()` there is nothing to
+        commit: an error, never a path to a file that does not exist."""
+        if self.state == "aborted":
+            raise VolumeError(f"{self.path}: this output was aborted and its partial data removed; "
+                               "nothing to commit")
+        if self.state == "open":
             self._commit()
-            self.done = True
+            self.state = "committed"
         return self.path
 
     def abort(self) -> None:
-        if not self.done:
+        """Remove the partial output (after `commit()`: a no-op, the committed volume stays)."""
+        if self.state == "open":
             self._abort()
-            self.done = True
+            self.state = "aborted"
 
     def __enter__(self) -> VolumeOutput:
         return self
