@@ -47,6 +47,11 @@ EQUIVALENTS = REPO / "tests" / "mutation_equivalent.txt"
 KILLS = "tests/test_mutation_kills.py"  # targeted tests written to kill survivors (fast, all modules)
 
 
+def kills(stem: str) -> str:
+    """A module's own file of kill tests (written once the shared KILLS file grew long)."""
+    return f"tests/test_mutation_kills_{stem}.py"
+
+
 @dataclass(frozen=True)
 class Target:
     """A core module and the smallest set of fast tests that exercises it."""
@@ -62,17 +67,17 @@ CORE: dict[str, Target] = {
         deselect=("tests/test_transfer.py::test_transfer_identity[small-f64]",
                   "tests/test_transfer.py::test_transfer_identity[small-f32]"),
         note="the vit_small identities (15 s) run the same code as the tiny ones"),
-    "neurovit/metrics.py": Target(("tests/test_metrics.py", KILLS)),
-    "neurovit/inference.py": Target(("tests/test_claims.py", "tests/test_predict.py", KILLS)),
-    "neurovit/data/blocks.py": Target(("tests/test_claims.py", "tests/test_lightning.py", KILLS)),
-    "neurovit/data/swc.py": Target(("tests/test_swc.py", "tests/test_properties.py", KILLS)),
-    "neurovit/data/render.py": Target(("tests/test_render.py", KILLS)),
-    "neurovit/trace.py": Target(("tests/test_trace.py", KILLS)),
+    "neurovit/metrics.py": Target(("tests/test_metrics.py", KILLS, kills("metrics"))),
+    "neurovit/inference.py": Target(("tests/test_claims.py", "tests/test_predict.py", KILLS, kills("inference"))),
+    "neurovit/data/blocks.py": Target(("tests/test_claims.py", "tests/test_lightning.py", KILLS, kills("blocks"))),
+    "neurovit/data/swc.py": Target(("tests/test_swc.py", "tests/test_properties.py", KILLS, kills("swc"))),
+    "neurovit/data/render.py": Target(("tests/test_render.py", KILLS, kills("render"))),
+    "neurovit/trace.py": Target(("tests/test_trace.py", KILLS, kills("trace"))),
     "neurovit/lit/module.py": Target(("tests/test_claims.py", "tests/test_decoders.py",
-                                      "tests/test_unet3d.py", KILLS)),
+                                      "tests/test_unet3d.py", KILLS, kills("module"))),
     "neurovit/data/volumes.py": Target(("tests/test_volumes.py", "tests/test_properties.py", KILLS)),
     "neurovit/data/normalise.py": Target(("tests/test_volumes.py", KILLS)),
-    "neurovit/data/prepare.py": Target(("tests/test_prepare.py", KILLS)),
+    "neurovit/data/prepare.py": Target(("tests/test_prepare.py", KILLS, kills("prepare"))),
 }
 
 # what the scratch copy holds besides the package (tests/ and pyproject.toml mutmut copies itself)
