@@ -61,6 +61,16 @@ def test_fork_end_dialect_resolved_to_neurite_type():
     assert 5 in kept.types and 6 in kept.types
 
 
+def test_fork_end_dialect_below_a_fork_on_the_soma_and_a_files_own_negative_type():
+    """A fork on the soma takes its child's neurite type, and so do the end points below it (they came out
+    as 0, undefined, when the fork was resolved only after them); a file's own type -1 is kept and passed
+    down, never mistaken for an unresolved placeholder."""
+    on_soma = ["1 1 0 0 0 1 -1", "2 5 1 0 0 1 1", "3 6 2 1 0 1 2", "4 3 2 -1 0 1 2"]
+    assert parse_swc(on_soma).types.tolist() == [1, 3, 3, 3]
+    negative = ["1 1 0 0 0 1 -1", "2 3 1 0 0 1 1", "3 5 2 0 0 1 2", "4 -1 3 0 0 1 3", "5 6 4 0 0 1 4",
+                "6 6 4 1 0 1 3"]
+    assert parse_swc(negative).types.tolist() == [1, 3, 3, -1, 3, -1]  # breadth-first: node 6 before 5
+
 def test_types_5_6_used_as_neurite_kinds_are_kept():
     # Custom types 5/6 on ordinary nodes (not forks/ends) are not the topology dialect.
     text = ["1 1 0 0 0 3 -1", "2 5 1 0 0 1 1", "3 5 2 0 0 1 2", "4 5 3 0 0 1 3", "5 3 4 0 0 1 4"]

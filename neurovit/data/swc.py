@@ -423,18 +423,25 @@ def _looks_like_fork_end_dialect(m: Morphology) -> bool:
 
 
 def _resolve_topology_types(m: Morphology) -> np.ndarray:
-    """Replace fork/end types (5/6) by the nearest ancestor's neurite type (else a descendant's, else 0)."""
+    """Replace fork/end types (5/6) by the nearest ancestor's neurite type, else a descendant's (and then
+    that one's below it), else 0. Which nodes are unresolved is kept apart from the types, so a file's
+    own negative type is never taken for a placeholder."""
     types = m.types.copy()
-    topo = (types == FORK) | (types == END)
-    for i in range(m.n_nodes):  # parents first, so ancestors are already resolved
-        if topo[i]:
+    unresolved = (types == FORK) | (types == END)
+
+    def from_parents() -> None:  # parents first, so ancestors are already resolved
+        for i in np.flatnonzero(unresolved):
             p = m.parent[i]
-            types[i] = types[p] if p >= 0 and types[p] != SOMA else -1
-    for i in range(m.n_nodes - 1, -1, -1):  # unresolved: take a child's type
+            if p >= 0 and not unresolved[p] and types[p] != SOMA:
+                types[i], unresolved[i] = types[p], False
+
+    from_parents()
+    for i in range(m.n_nodes - 1, -1, -1):  # still unresolved (e.g. a fork on the soma): a child's type
         p = m.parent[i]
-        if p >= 0 and types[p] == -1 and types[i] != -1:
-            types[p] = types[i]
-    types[types == -1] = 0
+        if p >= 0 and unresolved[p] and not unresolved[i]:
+            types[p], unresolved[p] = types[i], False
+    from_parents()  # the rest of a subtree below a fork resolved from a child
+    types[unresolved] = 0
     return types
 
 
