@@ -300,12 +300,25 @@ def test_missing_radii_are_written_as_plain_zero():
     ("# UNITS: UM", "um"),
     ("# units:voxel", "voxel"),  # 10 (split on whitespace)
     ("# units: um (was: voxel)", "um"),  # 14 (text after the last colon)
-    ("#Xunits: voxel", "nm"),  # 5 (only a comment whose text starts with "units:" counts)
-    ("# the units: voxel", "nm"),
-    ("# units: mm", "nm"),  # not recognised: the default
+    ("#Xunits: um", "voxel"),  # 5 (only a comment whose text starts with "units:" counts)
+    ("# the units: um", "voxel"),
 ])
 def test_units_header_variants(comment, units):
-    assert parse_swc([comment, ROOT], default_units="nm").units == units
+    assert parse_swc([comment, ROOT], default_units="voxel").units == units
+
+
+@pytest.mark.parametrize("comment", ["# units: mm", "# units: nm", "# units:"])
+def test_a_units_header_neurovit_cannot_read_is_an_error_naming_the_file(comment):
+    with pytest.raises(SWCError, match=r"^cell\.swc: the header .* names units neurovit does not read"):
+        parse_swc([comment, ROOT], path="cell.swc")
+    assert parse_swc([comment, ROOT], units="voxel").units == "voxel"  # units given: the header is not read
+
+
+def test_a_morphology_is_in_micrometres_or_voxels():
+    with pytest.raises(ValueError, match=r"units must be one of \('um', 'voxel'\), not 'nm'"):
+        Morphology(np.zeros((1, 3)), [1.0], [1], [-1], units="nm")
+    with pytest.raises(ValueError, match="not 'µm'"):
+        parse_swc([ROOT], default_units="µm")
 
 
 # ============================================================================ _topological_order
@@ -427,4 +440,3 @@ def test_format_swc_writes_the_documented_header_and_rows():
         "# id type x y z radius parent\n1 1 1.0000 2.0000 3.0000 1.2500 -1\n2 3 4.5000 5.0000 6.0000 0.5000 1\n")
     assert format_swc(m.copy(units="voxel", source="cell.tif")).splitlines()[1:3] == [
         "# source: cell.tif", "# units: voxel (voxels)"]
-    assert format_swc(m.copy(units="nm")).splitlines()[2] == "# units: nm (nm)"

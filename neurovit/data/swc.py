@@ -18,6 +18,7 @@ from neurovit.errors import SWCError
 
 # Standard SWC structure identifiers.
 SOMA, AXON, BASAL, APICAL, FORK, END = 1, 2, 3, 4, 5, 6
+UNITS = ("um", "voxel")  # a Morphology's coordinates: micrometres or voxel indices
 TYPE_NAMES = {0: "undefined", 1: "soma", 2: "axon", 3: "basal dendrite", 4: "apical dendrite",
               5: "fork point", 6: "end point", 7: "custom"}
 
@@ -52,6 +53,8 @@ class Morphology:
         self.parent = np.asarray(self.parent, dtype=np.int64).reshape(n)
         if n and (self.parent >= np.arange(n)).any():
             raise ValueError("Morphology nodes must be in topological order (parent index < node index)")
+        if self.units not in UNITS:  # every µm spelling is 'um' once read (read_swc); metrics rely on it
+            raise ValueError(f"Morphology units must be one of {UNITS}, not {self.units!r}")
 
     # ----------------------------------------------------------------- structure
     def __len__(self) -> int:
@@ -274,7 +277,8 @@ _BOM = "\ufeff"
 
 
 def _units_from_header(header: Sequence[str]) -> str | None:
-    """"um" or "voxel" from a ``# units: ...`` comment (as `format_swc` writes it), else None."""
+    """"um" or "voxel" from a ``# units: ...`` comment (as `format_swc` writes it), else None; ValueError
+    for any other unit (millimetres or nanometres read as µm would be silently wrong)."""
     for text in header:
         body = text.lstrip("#").strip().lower()
         if body.startswith("units:"):
@@ -283,6 +287,8 @@ def _units_from_header(header: Sequence[str]) -> str | None:
                 return "um"
             if value.startswith("voxel"):
                 return "voxel"
+            raise ValueError(f"the header {text!r} names units neurovit does not read (µm or voxel): convert "
+                             "the coordinates to µm, or remove the line and pass the units")
     return None
 
 
@@ -363,7 +369,10 @@ def parse_swc(lines: Iterable[str], *, path: str | Path | None = None, fork_end:
     radius = arr[order, 3]
     radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)  # missing radii → 0 (renderers clamp)
     if units is None:
-        units = _units_from_header(header) or default_units
+        try:
+            units = _units_from_header(header) or default_units
+        except ValueError as exc:
+            raise SWCError(str(exc), path) from None
     morph = Morphology(xyz, radius, types, parent, units=units,
                        source=None if path is None else str(path), header=header)
     if fork_end != "keep" and (fork_end == "topology" or _looks_like_fork_end_dialect(morph)):
@@ -448,7 +457,7 @@ def _resolve_topology_types(m: Morphology) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 def format_swc(m: Morphology, *, comments: Sequence[str] = ()) -> str:
     """SWC text with a header (source, units, counts) and ids 1..N, parents first."""
-    unit_word = {"um": "micrometres", "voxel": "voxels"}.get(m.units, m.units)
+    unit_word = {"um": "micrometres", "voxel": "voxels"}[m.units]
     lines = ["# neurovit SWC", f"# source: {m.source or 'unknown'}", f"# units: {m.units} ({unit_word})"]
     lines += [f"# {c}" if not c.startswith("#") else c for c in comments]
     lines.append("# id type x y z radius parent")
