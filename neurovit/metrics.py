@@ -393,6 +393,8 @@ def node_scores(test: Morphology, gold: Morphology, *, threshold: float = 2.0, s
     recall = #{gold nodes with a test node within threshold} / #gold nodes, F1 = 2PR / (P + R).
     Empty trees: 1.0 when both are empty, else 0.0 for the undefined ratios.
     """
+    if not spacing > 0:  # checked whatever the trees (two empty ones would otherwise score 1.0 with any)
+        raise MetricsError(f"node_scores spacing must be positive, got {spacing}")
     test, gold = _pair_in_units(test, gold, voxel_size)
     test = test.resample(spacing) if len(test) else test
     gold = gold.resample(spacing) if len(gold) else gold
