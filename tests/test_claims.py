@@ -76,15 +76,18 @@ def test_augmentation_keeps_image_and_label_aligned(tmp_path):
     write_volume(tmp_path / "lab.tif", label)
     vol = Volume("v", tmp_path / "img.tif", tmp_path / "lab.tif")
     ds = BlockDataset([vol], length=64, block_depth=5, block_size=(32, 32), pos_fraction=0.5, augment=True, seed=3)
+    plain = BlockDataset([vol], length=64, block_depth=5, block_size=(32, 32), pos_fraction=0.5, augment=False,
+                         seed=3)  # the same blocks, not transformed
     flipped = 0
     for key in range(64):
         item = ds[key]
         img, lab = item["image"][0].numpy(), item["label_all"][0].numpy()
         assert ((img > 0.5) == (lab > 0.5)).all(), key
         np.testing.assert_array_equal(item["label"][0].numpy(), lab[2])  # the centre slice's label
-        raw = Volume.block(vol, 0, 0, 0, 5, 32, 32)[1]
+        raw = plain[key]["label_all"][0].numpy()
+        assert raw.sum() == lab.sum()  # flips and turns move labels, never add or drop one
         flipped += not np.array_equal(lab, raw)
-    assert flipped > 0  # the transforms did run
+    assert flipped > 32  # the flips and turns did run (each block is left as it is with p ≈ 1/32)
 
 
 class WindowMean(nn.Module):
