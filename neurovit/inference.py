@@ -46,6 +46,9 @@ def segment_volume(net, volume, *, preprocessing, voxel_size=None, block_depth: 
     from neurovit.data.resample import resample, resampled_shape
     from neurovit.data.volumes import spacing_differs
 
+    if len(volume.shape) != 3:
+        raise ValueError(f"segment_volume expects one (Z, Y, X) stack, got shape {tuple(volume.shape)}: "
+                         "predict each channel or time point as its own stack")
     model_vs = preprocessing.voxel_size
     info = {"voxel_size": None if voxel_size is None else tuple(voxel_size), "voxel_size_from": "file",
             "model_voxel_size": model_vs, "resampled_to": None}
