@@ -77,7 +77,7 @@ CORE: dict[str, Target] = {
                                       "tests/test_unet3d.py", KILLS, kills("module"))),
     "neurovit/data/volumes.py": Target(("tests/test_volumes.py", "tests/test_properties.py", KILLS)),
     "neurovit/data/normalise.py": Target(("tests/test_volumes.py", KILLS)),
-    "neurovit/data/prepare.py": Target(("tests/test_prepare.py", KILLS, kills("prepare"))),
+    "neurovit/data/prepare.py": Target(("tests/test_prepare.py", KILLS, kills("prepare"), kills("prepare_checks"))),
 }
 
 # what the scratch copy holds besides the package (tests/ and pyproject.toml mutmut copies itself)
