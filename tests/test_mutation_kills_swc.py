@@ -309,8 +309,10 @@ def test_units_header_variants(comment, units):
 
 @pytest.mark.parametrize("comment", ["# units: mm", "# units: nm", "# units:"])
 def test_a_units_header_neurovit_cannot_read_is_an_error_naming_the_file(comment):
-    with pytest.raises(SWCError, match=r"^cell\.swc: the header .* names units neurovit does not read"):
+    with pytest.raises(SWCError) as info:
         parse_swc([comment, ROOT], path="cell.swc")
+    assert str(info.value) == (f"cell.swc: the header {comment!r} names units neurovit does not read (µm or voxel): "
+                               "convert the coordinates to µm, or remove the line and pass the units")
     assert parse_swc([comment, ROOT], units="voxel").units == "voxel"  # units given: the header is not read
 
 
