@@ -450,11 +450,13 @@ def test_an_old_dataset_that_cannot_be_fully_removed_does_not_fail_the_run(tmp_p
     out.mkdir()
     (out / "locked.txt").write_text("old")
     locked(monkeypatch, "locked.txt")
-    assert prepare_dataset(out, src=src, overwrite=True).out == out
+    with pytest.warns(UserWarning, match=r"ds: written, but the dataset it replaced could not be removed") as rec:
+        assert prepare_dataset(out, src=src, overwrite=True).out == out
     monkeypatch.undo()
     assert (out / "dataset.yaml").is_file() and not (out / "locked.txt").exists()
     leftover = [p.name for p in tmp_path.iterdir() if p.name.endswith(".old")]
     assert len(leftover) == 1 and (tmp_path / leftover[0] / "locked.txt").read_text() == "old"
+    assert str(rec[0].message).endswith(f"; delete {tmp_path / leftover[0]}")  # the user is told what is left
 
 
 def test_a_failed_write_reports_its_own_error_even_if_cleaning_up_fails(tmp_path, monkeypatch):

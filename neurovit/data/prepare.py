@@ -36,6 +36,7 @@ import math
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -580,6 +581,9 @@ def _write(out: Path, cases: list[Case], voxel_size: VoxelSize, swc_units: str, 
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+            if old.exists():  # e.g. a file another process holds open: the new dataset is in place all the same
+                warnings.warn(f"{out}: written, but the dataset it replaced could not be removed completely; "
+                              f"delete {old}", UserWarning, stacklevel=2)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
