@@ -12,9 +12,11 @@ folder, where mutmut keeps ``mutants/`` and its cache; the folder is removed aft
 --workdir is given.
 
 Per module it prints the counts (total, killed, survived, no tests, timeout, suspicious, documented
-equivalent, not run), the score ``killed / (total - skipped)`` in % (skipped = documented equivalents and,
-with --max-mutants, the mutants not run; a timeout or a mutant no test reaches counts against the score)
-and every surviving mutant with its diff line; then a table over the modules run. Exit status 1 when a
+equivalent, not run), the score ``(killed + timeout) / (total - skipped)`` in % (skipped = documented
+equivalents and, with --max-mutants, the mutants not run; a mutant no test reaches counts against the
+score; a timeout counts as detected, as in mutmut 2 and Stryker: the suite did not pass, a CI run would
+hang; timeouts are still listed with their diff, since a loaded machine can make one) and every surviving
+mutant with its diff line; then a table over the modules run. Exit status 1 when a
 module scores below --threshold (80 %), 2 on a set-up or mutmut failure.
 
 Known equivalent mutants (a mutation that cannot change behaviour) are listed in
@@ -293,7 +295,8 @@ class Result:
     @property
     def score(self) -> float | None:
         tested = self.total - self.skipped
-        return None if tested <= 0 else 100.0 * self.counts.get("killed", 0) / tested
+        detected = self.counts.get("killed", 0) + self.counts.get("timeout", 0)
+        return None if tested <= 0 else 100.0 * detected / tested
 
 
 def collect(work: Path, module: str, chosen: set[str], equivalents: dict[str, Equivalent]) -> Result:
@@ -381,7 +384,7 @@ def report_module(res: Result) -> None:
     print(f"    total {res.total}  killed {c.get('killed', 0)}  survived {c.get('survived', 0)}  "
           f"no tests {c.get('no tests', 0)}  timeout {c.get('timeout', 0)}  suspicious {c.get('suspicious', 0)}  "
           f"equivalent {c.get('equivalent', 0)}  not run {c.get('not run', 0)}")
-    print(f"    score {fmt_score(res.score)} % = killed / (total - skipped)   [{res.seconds:.0f} s]")
+    print(f"    score {fmt_score(res.score)} % = (killed + timeout) / (total - skipped)   [{res.seconds:.0f} s]")
     short = Path(res.module).name
     if res.survivors:
         print(f"    surviving mutants ({len(res.survivors)}):")
