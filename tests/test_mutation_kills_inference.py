@@ -203,7 +203,8 @@ def test_a_stack_smaller_than_one_block_is_padded_with_a_warning_naming_every_sh
 @pytest.mark.parametrize("shape", [(1, 4, 8, 8), (8, 8)])
 def test_a_stack_that_is_not_three_dimensional_is_refused(shape):
     # the shape check (a (1, Z, Y, X) stack failed inside zip(strict=True) with a message naming no shape)
-    with pytest.raises(ValueError, match=re.escape(f"expects one (Z, Y, X) stack, got shape {tuple(shape)}:")):
+    with pytest.raises(ValueError, match=re.escape(f"expects one (Z, Y, X) stack, got shape {tuple(shape)}: "
+                                                   "predict each channel or time point as its own stack")):
         segment_volume(DepthMean(), stack(shape), preprocessing=Preprocessing(MODEL_VS, MINMAX),
                        voxel_size=MODEL_VS, block_depth=3, roi_size=8)
 
