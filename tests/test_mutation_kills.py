@@ -614,8 +614,11 @@ def test_volumes_commit_and_abort_happen_once(tmp_path):
     assert aborted.done is True and hidden_tmp_files(tmp_path, "q.tif") == []
     aborted.abort()
     assert [p.name for p in tmp_path.iterdir()] == ["p.tif"]
-    with pytest.raises(VolumeError, match="q.tif: this output was aborted"):
+    assert out.state == "committed"
+    with pytest.raises(VolumeError) as info:
         aborted.commit()  # never a path to a file that is not there
+    assert str(info.value) == (f"{tmp_path / 'q.tif'}: this output was aborted and its partial data removed; "
+                               "nothing to commit")
     assert aborted.state == "aborted" and [p.name for p in tmp_path.iterdir()] == ["p.tif"]
 
 
