@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tqdm import tqdm
+
+# No tqdm monitor thread: tests/mutation.py (mutmut) forks one child per mutant from the test process, and a
+# thread alive at the fork can leave a lock held forever in the child (the mutant then "times out").
+tqdm.monitor_interval = 0
 
 SHARED_MORPHOLOGIES = Path(__file__).resolve().parents[1].parent / "shared" / "morphologies"
 
