@@ -153,7 +153,9 @@ def mutmut_section(module: str, target: Target) -> str:
         "pytest_add_cli_args_test_selection": existing_tests(target),
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in items.items()]
-    lines += ["use_git_change_detection = false", "use_setproctitle = false", ""]
+    # workers fork from a server that only collected the tests, not from the process that ran them: zarr's
+    # I/O thread (and torch's pools) left by the stats run deadlocked forked workers (prepare.py stalled)
+    lines += ["use_git_change_detection = false", "use_setproctitle = false", 'process_isolation = "forkserver"', ""]
     return "\n".join(lines)
 
 
