@@ -721,3 +721,11 @@ def test_check_out_messages(tmp_path):
     assert str(e.value) == (f"--out {src} holds the input {swc}; --overwrite would delete it: write the dataset "
                             "to another folder")
     _check_out(tmp_path / "new", [Case("a", swc=swc)], overwrite=False)  # a new folder is fine
+
+
+def test_rendered_foreground_of_a_tree_wholly_outside_the_image_is_zero():
+    # x__rendered_foreground__mutmut_65 (the early return for a box that misses the image)
+    far = Morphology([[500.0, 500.0, 500.0], [510.0, 500.0, 500.0]], [1.0, 1.0], [3, 3], [-1, 0])
+    assert _rendered_foreground(far, (8, 16, 16), (1.0, 1.0, 1.0)) == 0
+    near = far.translate((-500.0, -492.0, -496.0))  # the same tree moved inside: it does render
+    assert _rendered_foreground(near, (8, 16, 16), (1.0, 1.0, 1.0)) > 0
