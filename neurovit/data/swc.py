@@ -18,7 +18,8 @@ from neurovit.errors import SWCError
 
 # Standard SWC structure identifiers.
 SOMA, AXON, BASAL, APICAL, FORK, END = 1, 2, 3, 4, 5, 6
-UNITS = ("um", "voxel")  # a Morphology's coordinates: micrometres or voxel indices
+UNIT_WORDS = {"um": "micrometres", "voxel": "voxels"}  # a Morphology's coordinates, as the SWC header words them
+UNITS = tuple(UNIT_WORDS)
 TYPE_NAMES = {0: "undefined", 1: "soma", 2: "axon", 3: "basal dendrite", 4: "apical dendrite",
               5: "fork point", 6: "end point", 7: "custom"}
 
@@ -457,8 +458,7 @@ def _resolve_topology_types(m: Morphology) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 def format_swc(m: Morphology, *, comments: Sequence[str] = ()) -> str:
     """SWC text with a header (source, units, counts) and ids 1..N, parents first."""
-    unit_word = {"um": "micrometres", "voxel": "voxels"}[m.units]
-    lines = ["# neurovit SWC", f"# source: {m.source or 'unknown'}", f"# units: {m.units} ({unit_word})"]
+    lines = ["# neurovit SWC", f"# source: {m.source or 'unknown'}", f"# units: {m.units} ({UNIT_WORDS[m.units]})"]
     lines += [f"# {c}" if not c.startswith("#") else c for c in comments]
     lines.append("# id type x y z radius parent")
     pid = np.where(m.parent >= 0, m.parent + 1, -1)
