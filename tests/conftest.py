@@ -5,8 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tqdm import tqdm
+
+from neurovit.data.swc import Morphology
+
+
+def tree(xyz, parent, units="voxel") -> Morphology:
+    """A tree with radius 1 and type 3 at every node (voxel units unless told)."""
+    xyz = np.asarray(xyz, dtype=float)
+    return Morphology(xyz, np.ones(len(xyz)), np.full(len(xyz), 3), np.asarray(parent), units=units)
+
+
+def line(a, b, units="voxel") -> Morphology:
+    """One edge from `a` to `b` (x, y, z)."""
+    return tree([a, b], [-1, 0], units)
+
+
+EMPTY_TREE = Morphology(np.empty((0, 3)), [], [], [], units="voxel")
+
 
 # No tqdm monitor thread: tests/mutation.py (mutmut) forks one child per mutant from the test process, and a
 # thread alive at the fork can leave a lock held forever in the child (the mutant then "times out").

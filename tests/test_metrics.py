@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from conftest import EMPTY_TREE as EMPTY
+from conftest import line, tree
 
 from neurovit.data.morphogen import random_morphology
 from neurovit.data.swc import Morphology
@@ -33,15 +35,6 @@ from neurovit.metrics import (
     segment_distance,
     voxel_scores,
 )
-
-
-def tree(xyz, parent, units="voxel") -> Morphology:
-    xyz = np.asarray(xyz, dtype=float)
-    return Morphology(xyz, np.ones(len(xyz)), np.full(len(xyz), 3), np.asarray(parent), units=units)
-
-
-def line(a, b, units="voxel") -> Morphology:
-    return tree([a, b], [-1, 0], units)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -139,9 +132,6 @@ def test_mixed_units_need_a_voxel_size():
     um = line((0, 0, 0), (10, 0, 0), "um")
     vox = line((0, 0, 0), (5, 0, 0), "voxel")  # 5 x-voxels of 2 µm = 10 µm
     assert neuron_distance(um, vox, voxel_size=(1.0, 2.0, 2.0))["esa"] == pytest.approx(0.0)
-
-
-EMPTY = Morphology(np.empty((0, 3)), [], [], [], units="voxel")
 
 
 def test_edgeless_trees_are_degenerate_and_scored_as_the_worst_value():

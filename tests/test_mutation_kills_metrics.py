@@ -15,9 +15,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import EMPTY_TREE as EMPTY
+from conftest import line, tree
 from scipy.spatial import cKDTree
 
-from neurovit.data.swc import Morphology
 from neurovit.metrics import (
     MetricsError,
     MetricSpec,
@@ -38,17 +39,6 @@ from neurovit.metrics import (
     segment_distance,
 )
 
-
-def tree(xyz, parent, units="voxel") -> Morphology:
-    xyz = np.asarray(xyz, dtype=float)
-    return Morphology(xyz, np.ones(len(xyz)), np.full(len(xyz), 3), np.asarray(parent), units=units)
-
-
-def line(a, b, units="voxel") -> Morphology:
-    return tree([a, b], [-1, 0], units)
-
-
-EMPTY = Morphology(np.empty((0, 3)), [], [], [], units="voxel")
 TREE_KEYS = ("esa", "dsa", "pds", "esa_12", "esa_21", "pds_12", "pds_21", "max_dist")
 
 
